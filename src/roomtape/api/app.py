@@ -1,0 +1,100 @@
+"""The ASGI application: app factory, lifespan (database, migrations, keys) and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from roomtape import __version__
+from roomtape.api.context import ServerContext
+from roomtape.api.errors import install_error_handlers
+from roomtape.api.limits import BodySizeLimit
+from roomtape.api.routers.realtimekit import active_session, apps, meetings, sessions, webhooks
+from roomtape.api.schemas import ErrorResponse
+from roomtape.config import Settings
+from roomtape.db.engine import create_engine, session_factory
+from roomtape.db.migrate import upgrade
+from roomtape.domain.secretbox import SecretBox
+
+log = logging.getLogger(__name__)
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "Bad input: malformed JSON, wrong types or out-of-range values; nothing was changed"),
+        (401, "Missing or invalid API token"),
+        (404, "No such object visible to this token"),
+        (409, "The object's state does not allow this now"),
+        (413, "Request body too large"),
+    )
+}
+
+
+async def build_context(settings: Settings) -> ServerContext:
+    """Open the database, apply migrations and load the keys."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.resolved_database_url)
+    await upgrade(engine)
+    key = settings.resolved_secret_key()
+    return ServerContext(
+        settings=settings, engine=engine, sessions=session_factory(engine), secret_key=key, box=SecretBox(key)
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the roomtape ASGI app. The database is opened (and migrated) when the app starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = await build_context(settings)
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await ctx.engine.dispose()
+
+    app = FastAPI(
+        title="roomtape",
+        version=__version__,
+        description="Self-hosted recording for real-time rooms. RealtimeKit-compatible API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (apps, meetings, active_session, sessions, webhooks):
+        app.include_router(module.router, responses=_ERROR_RESPONSES)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """Answers while the server runs."""
+        return {"status": "ok"}
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document: validation errors are 400 here (not FastAPI's 422), and auth is Bearer."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+    }
+    for path, item in schema.get("paths", {}).items():
+        for op in item.values():
+            responses = op.get("responses", {})
+            responses.pop("422", None)
+            if path != "/healthz":
+                op["security"] = [{"bearer": []}]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"].get("schemas", {}).pop(name, None)
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,40 @@
+"""What every request handler needs: settings, database, keys. Built once in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from roomtape.config import Settings
+from roomtape.domain.secretbox import SecretBox
+
+KickHook = Callable[[str, str, list[str]], Awaitable[None]]
+
+
+@dataclass
+class ServerContext:
+    """Process-wide state of one roomtape server."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    secret_key: str
+    box: SecretBox
+    kick_hooks: list[KickHook] = field(default_factory=list)
+    """Called after participants were kicked (app id, meeting id, participant ids): the media plane
+    registers one to disconnect them."""
+
+
+def get_context(request: Request) -> ServerContext:
+    """The server context of the app handling ``request``."""
+    ctx: ServerContext = request.app.state.ctx
+    return ctx
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """A database session for one request; the handler commits what it changes."""
+    async with get_context(request).sessions() as session:
+        yield session

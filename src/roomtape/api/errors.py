@@ -1,0 +1,80 @@
+"""Errors → HTTP, in one place: ``{success: false, error: {code, message}, errors: [...]}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from roomtape.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RoomtapeError,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[RoomtapeError], int] = {
+    InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """The JSON error body for ``status``."""
+    detail = {"code": status, "message": message}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"success": False, "error": detail, "errors": [detail]}, status_code=status, headers=headers)
+
+
+def _status_of(exc: RoomtapeError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            return "malformed JSON body: " + str(err.get("ctx", {}).get("error", msg))
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn exceptions into error responses."""
+
+    @app.exception_handler(RoomtapeError)
+    async def _roomtape(_: Request, exc: RoomtapeError) -> JSONResponse:
+        status = _status_of(exc)
+        if status >= 500:
+            log.error("request failed: %s", exc.message)
+        return error_response(status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal error")

@@ -1,0 +1,199 @@
+"""The ``roomtape`` command: ``serve``, ``migrate``, ``apps create|list``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from roomtape import __version__
+from roomtape.config import Settings, load_settings
+
+DEMO_CREDENTIALS_FILE = "demo-credentials.json"
+
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (SQLite file, secret key, local recordings). Env: ROOMTAPE_DATA_DIR. [default: ./data]",
+)
+_database_url = click.option(
+    "--database-url",
+    default=None,
+    help="SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db. Env: ROOMTAPE_DATABASE_URL.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="roomtape")
+def main() -> None:
+    """roomtape: self-hosted recording for real-time rooms."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind. Env: ROOMTAPE_HOST. [default: 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="Port to listen on. Env: ROOMTAPE_PORT. [default: 8080]")
+@_data_dir
+@_database_url
+@click.option("--demo/--no-demo", default=True, help="Create a demo app on first start and print its credentials.")
+def serve(host: str | None, port: int | None, data_dir: Path | None, database_url: str | None, demo: bool) -> None:
+    """Run the roomtape server (API, media, jobs) in this process."""
+    import uvicorn
+
+    from roomtape.api.app import create_app
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
+    creds = asyncio.run(_prepare(settings, demo))
+    if creds is not None:
+        click.echo("roomtape: created a demo app. Keep these; the token is not shown again:")
+        click.echo(json.dumps(creds, indent=2))
+    elif demo and (settings.data_dir / DEMO_CREDENTIALS_FILE).is_file():
+        click.echo(f"roomtape: demo app credentials are in {settings.data_dir / DEMO_CREDENTIALS_FILE}")
+    click.echo(f"roomtape: serving on {settings.resolved_public_url} (database: {_safe_url(settings)})")
+    sys.stdout.flush()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+async def _prepare(settings: Settings, demo: bool) -> dict[str, str] | None:
+    """Migrate; on an empty database create the demo app and keep its credentials in the data dir."""
+    from roomtape.db.accounts import count_apps, create_app_with_account
+    from roomtape.db.engine import create_engine, session_factory
+    from roomtape.db.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.resolved_secret_key()
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        await upgrade(engine)
+        if not demo:
+            return None
+        async with session_factory(engine)() as db:
+            if await count_apps(db):
+                return None
+            creds = await create_app_with_account(db, "demo")
+            await db.commit()
+    finally:
+        await engine.dispose()
+    out = {"account_id": creds.account_id, "app_id": creds.app_id, "api_token": creds.api_token}
+    path = settings.data_dir / DEMO_CREDENTIALS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(out, f, indent=2)
+    return out
+
+
+def _safe_url(settings: Settings) -> str:
+    """The database URL without a password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@main.command()
+@_data_dir
+@_database_url
+def migrate(data_dir: Path | None, database_url: str | None) -> None:
+    """Apply database migrations and exit."""
+    from roomtape.db.engine import create_engine
+    from roomtape.db.migrate import current_revision, upgrade
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> str | None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await upgrade(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    revision = asyncio.run(run())
+    click.echo(f"database at revision {revision}", err=True)
+
+
+@main.group()
+def apps() -> None:
+    """Create and list apps."""
+
+
+@apps.command("create")
+@click.option("--name", required=True, help="Name of the new app.")
+@click.option("--account-id", default=None, help="Add the app to this existing account instead of a new one.")
+@_data_dir
+@_database_url
+def apps_create(name: str, account_id: str | None, data_dir: Path | None, database_url: str | None) -> None:
+    """Create an app and an API token; print {"account_id", "app_id", "api_token"} as JSON on stdout."""
+    from roomtape.db.accounts import create_app_with_account
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+
+    async def run(db: Any) -> dict[str, str]:
+        creds = await create_app_with_account(db, name, account_id=account_id)
+        await db.commit()
+        return {"account_id": creds.account_id, "app_id": creds.app_id, "api_token": creds.api_token}
+
+    try:
+        out = asyncio.run(_with_db(settings, run))
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(out))
+
+
+@apps.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+@_data_dir
+@_database_url
+def apps_list(as_json: bool, data_dir: Path | None, database_url: str | None) -> None:
+    """List every app with its account."""
+    from sqlalchemy import select
+
+    from roomtape.db.models import App
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+
+    async def run(db: Any) -> list[dict[str, str]]:
+        rows = (await db.scalars(select(App).order_by(App.created_at))).all()
+        return [
+            {
+                "account_id": a.account_id,
+                "app_id": a.id,
+                "name": a.name,
+                "created_at": a.created_at.isoformat(),
+            }
+            for a in rows
+        ]
+
+    rows = asyncio.run(_with_db(settings, run))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    click.echo(f"{'ACCOUNT ID':36}  {'APP ID':36}  NAME")
+    for row in rows:
+        click.echo(f"{row['account_id']:36}  {row['app_id']:36}  {row['name']}")
+
+
+async def _with_db(settings: Settings, fn: Any) -> Any:
+    """Migrate, then run ``fn(db_session)``."""
+    from roomtape.db.engine import create_engine, session_factory
+    from roomtape.db.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.resolved_secret_key()
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        await upgrade(engine)
+        async with session_factory(engine)() as db:
+            return await fn(db)
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

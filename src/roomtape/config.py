@@ -1,0 +1,124 @@
+"""Typed settings, read once from ``ROOMTAPE_*`` environment variables and an optional TOML file.
+
+Precedence (highest first): explicit keyword arguments (the CLI's flags), environment variables,
+the TOML file named by ``ROOMTAPE_CONFIG`` (or ``./roomtape.toml`` when it exists), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SECRET_KEY_FILE = "secret.key"
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("ROOMTAPE_CONFIG")
+    if named:
+        return Path(named)
+    default = Path("roomtape.toml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Server configuration. Every field can be set as ``ROOMTAPE_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ROOMTAPE_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    """Where the SQLite database, the secret key and local recordings live."""
+
+    database_url: str = ""
+    """SQLAlchemy async URL. Empty means ``sqlite+aiosqlite:///<data_dir>/roomtape.db``;
+    ``postgresql+asyncpg://user@host/db`` selects PostgreSQL."""
+
+    host: str = "127.0.0.1"
+    """Interface ``roomtape serve`` binds to."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port ``roomtape serve`` listens on."""
+
+    public_url: str = ""
+    """Base URL clients reach the server at (used in join links and download URLs).
+    Empty means ``http://<host>:<port>``."""
+
+    secret_key: str = ""
+    """Key for signing join tokens and URLs and for encrypting stored secrets. Empty means: read
+    ``<data_dir>/secret.key``, creating it with a random key on first start."""
+
+    participant_token_ttl_secs: int = Field(default=24 * 3600, ge=60)
+    """Lifetime of a participant join token."""
+
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """Largest JSON request body the API accepts; larger bodies get 413."""
+
+    create_demo_app: bool = False
+    """Create a demo app (and print its credentials) on start when the database has no app."""
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Add the optional TOML file below the environment."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL with the SQLite default filled in."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'roomtape.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The public base URL without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret key, or the one kept in the data dir (created on first use)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / SECRET_KEY_FILE
+        if path.is_file():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # O_EXCL: two processes starting at once must not both write a different key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        return key
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; ``overrides`` (e.g. CLI flags) win over the environment. ``None`` is ignored."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,61 @@
+"""Accounts, apps and API tokens: creation and lookup shared by the CLI and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from roomtape.db.models import Account, ApiToken, App
+from roomtape.domain.tokens import hash_api_token, new_api_token
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What ``roomtape apps create`` prints: the token is shown this once and kept only hashed."""
+
+    account_id: str
+    app_id: str
+    api_token: str
+
+
+async def create_app(db: AsyncSession, account_id: str, name: str) -> App:
+    """Create an app in an existing account. The caller commits."""
+    app = App(account_id=account_id, name=name)
+    db.add(app)
+    await db.flush()
+    return app
+
+
+async def issue_token(db: AsyncSession, account_id: str, name: str = "") -> str:
+    """Create an API token for the account and return it (only its hash is stored). The caller commits."""
+    token = new_api_token()
+    db.add(ApiToken(account_id=account_id, token_hash=hash_api_token(token), name=name))
+    await db.flush()
+    return token
+
+
+async def create_app_with_account(db: AsyncSession, name: str, account_id: str | None = None) -> Credentials:
+    """Create an app, in a new account unless ``account_id`` names an existing one, plus an API token.
+
+    The caller commits.
+
+    Raises:
+        LookupError: ``account_id`` names no account.
+    """
+    if account_id is None:
+        account = Account()
+        db.add(account)
+        await db.flush()
+        account_id = account.id
+    elif await db.get(Account, account_id) is None:
+        raise LookupError(f"no account {account_id}")
+    app = await create_app(db, account_id, name)
+    token = await issue_token(db, account_id, name)
+    return Credentials(account_id=account_id, app_id=app.id, api_token=token)
+
+
+async def count_apps(db: AsyncSession) -> int:
+    """How many apps exist in the whole database."""
+    return int(await db.scalar(select(func.count()).select_from(App)) or 0)
