@@ -14,7 +14,7 @@ from roomtape.api.routers.realtimekit.meetings import get_meeting
 from roomtape.api.schemas import Envelope
 from roomtape.db import lifecycle
 from roomtape.db.models import App, Participant, SessionParticipant
-from roomtape.errors import InvalidInput, NotFound
+from roomtape.errors import Conflict, NotFound
 
 router = APIRouter(
     prefix="/accounts/{account_id}/realtime/kit/{app_id}/meetings/{meeting_id}/active-session",
@@ -43,12 +43,10 @@ async def kick_participants(
     ctx: ServerContext = Depends(get_context),
 ) -> Envelope[s.KickResult]:
     """Remove the named participants from the live session."""
-    if not body.participant_ids and not body.custom_participant_ids:
-        raise InvalidInput("give participant_ids or custom_participant_ids")
     meeting = await get_meeting(db, app, meeting_id)
     session = await lifecycle.live_session(db, meeting.id)
     if session is None:
-        raise NotFound("meeting has no active session")
+        raise Conflict("meeting has no active session")
     wanted_ids = set(body.participant_ids or ())
     wanted_custom = set(body.custom_participant_ids or ())
     kicked: list[s.KickedParticipant] = []
@@ -85,7 +83,7 @@ async def kick_all_participants(
     meeting = await get_meeting(db, app, meeting_id)
     session = await lifecycle.live_session(db, meeting.id)
     if session is None:
-        raise NotFound("meeting has no active session")
+        raise Conflict("meeting has no active session")
     ids = list(
         await db.scalars(
             select(SessionParticipant.participant_id).where(

@@ -10,6 +10,7 @@ from fastapi import Query
 from roomtape.api.routers.realtimekit import schemas as s
 from roomtape.db.models import Meeting, Participant, Session, SessionParticipant, Webhook, utcnow
 from roomtape.domain.secretbox import redact
+from roomtape.errors import InvalidInput
 
 PER_PAGE_DEFAULT = 20
 PER_PAGE_MAX = 100
@@ -37,11 +38,24 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """A query-string datetime without a zone is taken as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def TimeQuery(description: str) -> Any:
+    """A query parameter holding an ISO 8601 date-time (numbers are not accepted)."""
+    return Query(None, max_length=64, description=description, json_schema_extra={"format": "date-time"})
+
+
+def parse_time(name: str, value: str | None) -> datetime | None:
+    """Parse an ISO 8601 query value; a value without a zone is taken as UTC.
+
+    Raises:
+        InvalidInput: the value is not an ISO 8601 date-time.
+    """
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: not an ISO 8601 date-time: {value[:64]!r}") from exc
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def recording_config_out(config: dict[str, Any] | None) -> s.RecordingConfigOut | None:

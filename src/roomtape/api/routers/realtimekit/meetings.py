@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -13,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from roomtape.api.auth import app_of
 from roomtape.api.context import ServerContext, get_context, get_db
 from roomtape.api.routers.realtimekit import schemas as s
-from roomtape.api.routers.realtimekit.convert import Page, as_utc, meeting_out, participant_out
+from roomtape.api.routers.realtimekit.convert import Page, TimeQuery, meeting_out, parse_time, participant_out
 from roomtape.api.schemas import Envelope, ListEnvelope, paging
 from roomtape.db.models import App, Meeting, Participant, utcnow
 from roomtape.domain.ids import preset_id
 from roomtape.domain.tokens import sign_participant_token
-from roomtape.errors import Conflict, InvalidInput, NotFound
+from roomtape.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/meetings", tags=["meetings"])
 
@@ -49,15 +48,31 @@ def _recording_config(ctx: ServerContext, config: s.RecordingConfigIn | None) ->
     return data
 
 
+NOT_NULL = frozenset(
+    {
+        "status",
+        "record_on_start",
+        "live_stream_on_start",
+        "persist_chat",
+        "summarize_on_end",
+        "transcribe_on_end",
+        "session_keep_alive_time_in_secs",
+    }
+)
+"""Meeting fields that cannot be null: in an update, ``null`` for them means "leave as it is"."""
+
+
 def _apply(meeting: Meeting, ctx: ServerContext, body: s.MeetingCreate | s.MeetingUpdate, fields: set[str]) -> None:
     for name in fields:
         value = getattr(body, name)
+        if value is None and name in NOT_NULL:
+            if isinstance(body, s.MeetingUpdate):
+                continue
+            value = False  # create/replace: record_on_start and live_stream_on_start may be sent as null
         if name == "recording_config":
             meeting.recording_config = _recording_config(ctx, value)
         elif name == "ai_config":
             meeting.ai_config = value.model_dump(exclude_none=True) if value is not None else None
-        elif name in ("record_on_start", "live_stream_on_start"):
-            setattr(meeting, name, bool(value))
         else:
             setattr(meeting, name, value)
 
@@ -82,8 +97,8 @@ async def create_meeting(
 async def list_meetings(
     page: Page = Depends(),
     search: str | None = Query(None, max_length=255, description="Meeting id, or part of its title"),
-    start_time: datetime | None = Query(None, description="Created at or after (ISO 8601)"),
-    end_time: datetime | None = Query(None, description="Created at or before (ISO 8601)"),
+    start_time: str | None = TimeQuery("Created at or after (ISO 8601)"),
+    end_time: str | None = TimeQuery("Created at or before (ISO 8601)"),
     status: Literal["ACTIVE", "INACTIVE"] | None = None,
     app: App = Depends(app_of),
     db: AsyncSession = Depends(get_db),
@@ -92,12 +107,11 @@ async def list_meetings(
     where: list[Any] = [Meeting.app_id == app.id]
     if search:
         where.append(Meeting.title.contains(search, autoescape=True) | (Meeting.id == search))
-    if start_time is not None:
-        where.append(Meeting.created_at >= as_utc(start_time))
-    if end_time is not None:
-        where.append(Meeting.created_at <= as_utc(end_time))
-    if start_time and end_time and as_utc(start_time) > as_utc(end_time):  # type: ignore[operator]
-        raise InvalidInput("start_time is after end_time")
+    start, end = parse_time("start_time", start_time), parse_time("end_time", end_time)
+    if start is not None:
+        where.append(Meeting.created_at >= start)
+    if end is not None:
+        where.append(Meeting.created_at <= end)
     if status is not None:
         where.append(Meeting.status == status)
     total = int(await db.scalar(select(func.count()).select_from(Meeting).where(*where)) or 0)
@@ -151,12 +165,7 @@ async def update_meeting(
 ) -> Envelope[s.MeetingOut]:
     """Change the fields given; ``status: INACTIVE`` closes the meeting to new joins."""
     meeting = await get_meeting(db, app, meeting_id)
-    given = set(body.model_fields_set)
-    if "status" in given and body.status is None:
-        raise InvalidInput("status: must be ACTIVE or INACTIVE")
-    if "session_keep_alive_time_in_secs" in given and body.session_keep_alive_time_in_secs is None:
-        raise InvalidInput("session_keep_alive_time_in_secs: must be a number in 60..600")
-    _apply(meeting, ctx, body, given)
+    _apply(meeting, ctx, body, set(body.model_fields_set))
     meeting.updated_at = utcnow()
     await db.commit()
     return Envelope(data=meeting_out(meeting))
@@ -268,10 +277,11 @@ async def edit_participant(
     """Change name, picture or preset; returns the participant with a token."""
     meeting = await get_meeting(db, app, meeting_id)
     participant = await get_participant(db, meeting, participant_id)
-    if "preset_name" in body.model_fields_set and body.preset_name is None:
-        raise InvalidInput("preset_name: cannot be null")
     for name in body.model_fields_set:
-        setattr(participant, name, getattr(body, name))
+        value = getattr(body, name)
+        if value is None and name == "preset_name":
+            continue  # null means "leave as it is": a participant always has a preset
+        setattr(participant, name, value)
     participant.updated_at = utcnow()
     await db.commit()
     return Envelope(data=_with_token(ctx, app, participant))

@@ -9,18 +9,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from roomtape.domain.enums import KEEP_ALIVE_MAX_SECS, KEEP_ALIVE_MIN_SECS, WebhookEvent
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"\S")]
+"""A name: 1..255 characters, at least one of them not white space."""
 Title = Annotated[str, StringConstraints(max_length=1024)]
 KeepAlive = Annotated[float, Field(ge=KEEP_ALIVE_MIN_SECS, le=KEEP_ALIVE_MAX_SECS)]
 MeetingStatusName = Literal["ACTIVE", "INACTIVE"]
 
 
+def _whole_float_to_int(value: Any) -> Any:
+    # JSON Schema counts 1328.0 as an integer; strict pydantic would not.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WHOLE = BeforeValidator(_whole_float_to_int)
+"""Put in ``Annotated[int, Field(...), WHOLE]``: an integer that also accepts a whole float such as ``1328.0``."""
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: ``0`` is not a boolean and ``"5"`` not a number, as the OpenAPI document says.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 # ---------------------------------------------------------------------------------------------- apps
@@ -63,7 +74,7 @@ class Summarization(_Request):
         | None
     ) = None
     text_format: Literal["plain_text", "markdown"] | None = None
-    word_limit: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    word_limit: Annotated[int, Field(ge=1, le=100_000), WHOLE] | None = None
 
 
 class Transcription(_Request):
@@ -92,8 +103,8 @@ class AudioConfig(_Request):
 class WatermarkSize(_Request):
     """Watermark size in pixels."""
 
-    height: Annotated[int, Field(ge=1, le=4320)] | None = None
-    width: Annotated[int, Field(ge=1, le=7680)] | None = None
+    height: Annotated[int, Field(ge=1, le=4320), WHOLE] | None = None
+    width: Annotated[int, Field(ge=1, le=7680), WHOLE] | None = None
 
 
 class Watermark(_Request):
@@ -109,8 +120,8 @@ class VideoConfig(_Request):
 
     codec: Literal["H264", "VP8", "VP9"] | None = None
     export_file: bool | None = None
-    height: Annotated[int, Field(ge=16, le=4320)] | None = None
-    width: Annotated[int, Field(ge=16, le=7680)] | None = None
+    height: Annotated[int, Field(ge=16, le=4320), WHOLE] | None = None
+    width: Annotated[int, Field(ge=16, le=7680), WHOLE] | None = None
     watermark: Watermark | None = None
 
 
@@ -144,6 +155,37 @@ class StorageConfigIn(_Request):
     private_key: Annotated[str, StringConstraints(max_length=65536)] | None = None
     region: Annotated[str, StringConstraints(max_length=255)] | None = None
     username: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+    # The same rules as the validator below, in the OpenAPI document (JSON Schema if/then).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": "sftp"}}, "required": ["type"]},
+                    "then": {"required": ["host"], "properties": {"host": {"type": "string", "minLength": 1}}},
+                },
+                {
+                    "if": {
+                        "properties": {"type": {"const": "sftp"}, "auth_method": {"const": "KEY"}},
+                        "required": ["type", "auth_method"],
+                    },
+                    "then": {
+                        "required": ["private_key"],
+                        "properties": {"private_key": {"type": "string", "minLength": 1}},
+                    },
+                },
+                {
+                    "if": {
+                        "properties": {"type": {"const": "sftp"}, "auth_method": {"const": "PASSWORD"}},
+                        "required": ["type", "auth_method"],
+                    },
+                    "then": {"required": ["password"], "properties": {"password": {"type": "string", "minLength": 1}}},
+                },
+            ]
+        },
+        extra="ignore",
+        strict=True,
+    )
 
     @model_validator(mode="after")
     def _check_sftp(self) -> StorageConfigIn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -13,10 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from roomtape.api.auth import app_of
 from roomtape.api.context import get_db
 from roomtape.api.routers.realtimekit import schemas as s
-from roomtape.api.routers.realtimekit.convert import Page, as_utc, session_out, session_participant_out
+from roomtape.api.routers.realtimekit.convert import (
+    Page,
+    TimeQuery,
+    parse_time,
+    session_out,
+    session_participant_out,
+)
 from roomtape.api.schemas import Paging, paging
 from roomtape.db.models import App, Meeting, Session, SessionParticipant, utcnow
-from roomtape.errors import InvalidInput, NotFound
+from roomtape.errors import NotFound
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/sessions", tags=["sessions"])
 
@@ -70,8 +75,8 @@ async def list_sessions(
     page: Page = Depends(),
     associated_id: str | None = Query(None, max_length=64, description="Only sessions of this meeting"),
     search: str | None = Query(None, max_length=255, description="Session id, or part of the meeting title"),
-    start_time: datetime | None = Query(None, description="Started at or after (ISO 8601)"),
-    end_time: datetime | None = Query(None, description="Started at or before (ISO 8601)"),
+    start_time: str | None = TimeQuery("Started at or after (ISO 8601)"),
+    end_time: str | None = TimeQuery("Started at or before (ISO 8601)"),
     status: Literal["LIVE", "ENDED"] | None = None,
     participants: str | None = Query(None, max_length=255, description="Accepted for compatibility; unused"),
     sort_by: Literal["minutesConsumed", "createdAt"] = "createdAt",
@@ -85,9 +90,7 @@ async def list_sessions(
         where.append(Session.meeting_id == associated_id)
     if search:
         where.append(Meeting.title.contains(search, autoescape=True) | (Session.id == search))
-    start, end = as_utc(start_time), as_utc(end_time)
-    if start and end and start > end:
-        raise InvalidInput("start_time is after end_time")
+    start, end = parse_time("start_time", start_time), parse_time("end_time", end_time)
     if start:
         where.append(Session.started_at >= start)
     if end:

@@ -14,7 +14,7 @@ from roomtape.api.routers.realtimekit import schemas as s
 from roomtape.api.routers.realtimekit.convert import webhook_out
 from roomtape.api.schemas import Envelope
 from roomtape.db.models import App, Webhook, utcnow
-from roomtape.errors import InvalidInput, NotFound
+from roomtape.errors import NotFound
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/webhooks", tags=["webhooks"])
 
@@ -95,7 +95,7 @@ async def edit_webhook(
     for name in body.model_fields_set:
         value = getattr(body, name)
         if value is None:
-            raise InvalidInput(f"{name}: cannot be null")
+            continue  # null means "leave as it is": every webhook field is required
         if name == "url":
             value = str(value)
         elif name == "events":

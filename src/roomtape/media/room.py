@@ -1,0 +1,406 @@
+"""A room: participants, the tracks they publish, and who receives which, over aiortc peer connections.
+
+Each participant publishes over one peer connection (the WHIP shape: the client offers, the room
+answers) and receives over one peer connection per :meth:`Room.subscribe` call (the WHEP shape: the client
+offers receive-only sections, the room answers with forwarded tracks). ICE is not trickled: aiortc's
+``setLocalDescription`` returns once gathering is complete, so the answer carries every candidate.
+
+Published tracks are tapped (:mod:`roomtape.media.tap`) and fanned out (:mod:`roomtape.media.forward`);
+nothing is decoded. Answers prefer VP8 and Opus; a subscriber is offered exactly the publisher's codec,
+since frames are forwarded as they are.
+
+No HTTP here: the signaling layer maps its requests onto these methods and room events onto messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from roomtape.media.events import EventEmitter
+from roomtape.media.forward import ForwardTrack, TrackFanout
+from roomtape.media.sdp import parse_media_sections
+from roomtape.media.tap import TappedReceiver, relay_keyframe_requests, tap_receiver
+
+__all__ = [
+    "PREFERRED_CODECS",
+    "Participant",
+    "ParticipantNotFoundError",
+    "PublishedTrack",
+    "Room",
+    "RoomError",
+    "RoomEvent",
+    "RoomEventName",
+    "SubscribeResult",
+    "TrackKind",
+]
+
+logger = logging.getLogger(__name__)
+
+TrackKind = Literal["audio", "video", "screen_audio", "screen_video"]
+"""What a published track carries; screen shares are recorded as their own files."""
+
+MediaKind = Literal["audio", "video"]
+
+RoomEventName = Literal[
+    "participant_joined",
+    "participant_left",
+    "track_published",
+    "track_unpublished",
+    "track_muted",
+    "track_unmuted",
+]
+"""Names of the events a :class:`Room` emits."""
+
+PREFERRED_CODECS: Mapping[MediaKind, str] = {"audio": "audio/opus", "video": "video/VP8"}
+"""Codec put first in answers to publishers, per media kind (others stay acceptable after it)."""
+
+
+class RoomError(Exception):
+    """Base class of the room's errors: the request does not fit the room's current state."""
+
+
+class ParticipantNotFoundError(RoomError, LookupError):
+    """No participant with this id is in the room."""
+
+
+@dataclass(eq=False)
+class PublishedTrack:
+    """A track a participant publishes, as the room forwards and records it."""
+
+    id: str
+    """Room-wide track id."""
+    participant_id: str
+    """The publisher."""
+    kind: TrackKind
+    """What it carries."""
+    media: MediaKind
+    """RTP media kind."""
+    mid: str | None
+    """Media id of its section in the publisher's session description."""
+    tap: TappedReceiver
+    """Keyframe requests, sender reports, counters."""
+    fanout: TrackFanout
+    """Subscribe here to receive its encoded frames (subscribers, the recorder)."""
+    mime_type: str = ""
+    """Negotiated codec, e.g. ``"video/VP8"``; empty until the answer is made."""
+    muted: bool = False
+    """Last mute state the client announced."""
+
+
+@dataclass(eq=False)
+class Participant:
+    """Someone (a browser, a Python client, an agent) in the room."""
+
+    id: str
+    """Participant id, chosen by the caller."""
+    name: str | None = None
+    """Display name."""
+    publisher: RTCPeerConnection | None = None
+    """The peer connection its tracks arrive on."""
+    subscribers: list[RTCPeerConnection] = field(default_factory=list)
+    """Peer connections forwarding others' tracks to it."""
+    tracks: dict[str, PublishedTrack] = field(default_factory=dict)
+    """Its published tracks by id."""
+    forwards: list[ForwardTrack] = field(default_factory=list)
+    """Tracks forwarded to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """Payload of every room event."""
+
+    name: RoomEventName
+    """Event name."""
+    participant_id: str
+    """The participant the event is about."""
+    track: PublishedTrack | None = None
+    """The track, for track events."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    """The room's answer to a subscriber's offer."""
+
+    answer: str
+    """SDP answer, with all ICE candidates."""
+    tracks: Mapping[str, str]
+    """Forwarded track id by media id (``mid``) of the subscriber's sections."""
+
+
+def _capabilities(media: MediaKind, first: str) -> list[RTCRtpCodecCapability]:
+    """All codecs aiortc can receive for ``media``, those of MIME type ``first`` in front, RTX kept."""
+    codecs = list(RTCRtpSender.getCapabilities(media).codecs)
+    return sorted(codecs, key=lambda c: c.mimeType.lower() != first.lower())
+
+
+def _only(media: MediaKind, mime_type: str) -> list[RTCRtpCodecCapability]:
+    """The codec ``mime_type`` (and RTX for video), nothing else."""
+    codecs = RTCRtpSender.getCapabilities(media).codecs
+    return [c for c in codecs if c.mimeType.lower() in (mime_type.lower(), "video/rtx")]
+
+
+class Room:
+    """Participants and their tracks; forwards every published track to its subscribers.
+
+    Args:
+        room_id: Identifier, for logs and events.
+        configuration: aiortc peer connection configuration. The default has no ICE servers (host
+            candidates only, which is enough on loopback and a LAN); aiortc's own default would ask a public
+            STUN server.
+    """
+
+    def __init__(self, room_id: str, *, configuration: RTCConfiguration | None = None) -> None:
+        self.id = room_id
+        self.events: EventEmitter[RoomEventName, RoomEvent] = EventEmitter()
+        """Subscribe to room events here."""
+        self._configuration = configuration or RTCConfiguration(iceServers=[])
+        self._participants: dict[str, Participant] = {}
+
+    @property
+    def participants(self) -> Mapping[str, Participant]:
+        """Participants by id."""
+        return self._participants
+
+    def tracks(self) -> list[PublishedTrack]:
+        """Every published track in the room."""
+        return [t for p in self._participants.values() for t in p.tracks.values()]
+
+    def _get(self, participant_id: str) -> Participant:
+        try:
+            return self._participants[participant_id]
+        except KeyError:
+            raise ParticipantNotFoundError(participant_id) from None
+
+    def _emit(self, name: RoomEventName, participant_id: str, track: PublishedTrack | None = None) -> None:
+        self.events.emit(name, RoomEvent(name, participant_id, track))
+
+    def join(self, participant_id: str, *, name: str | None = None) -> Participant:
+        """Add a participant; emits ``participant_joined``. Joining twice returns the same participant.
+
+        Args:
+            participant_id: Participant id.
+            name: Display name.
+
+        Returns:
+            The participant.
+        """
+        existing = self._participants.get(participant_id)
+        if existing is not None:
+            return existing
+        participant = Participant(participant_id, name)
+        self._participants[participant_id] = participant
+        self._emit("participant_joined", participant_id)
+        return participant
+
+    async def publish(
+        self,
+        participant_id: str,
+        offer_sdp: str,
+        *,
+        track_kinds: Mapping[str, TrackKind] | None = None,
+    ) -> str:
+        """Accept a participant's publishing offer; emits ``track_published`` per track.
+
+        Args:
+            participant_id: A joined participant without a publishing connection.
+            offer_sdp: SDP offer with send-only (or send-receive) audio/video sections.
+            track_kinds: Kind per media id for tracks that are not plain ``audio``/``video``, e.g.
+                ``{"2": "screen_video"}``.
+
+        Returns:
+            The SDP answer, with every ICE candidate.
+
+        Raises:
+            ParticipantNotFoundError: if the participant has not joined.
+            RoomError: if the participant already publishes.
+        """
+        participant = self._get(participant_id)
+        if participant.publisher is not None:
+            raise RoomError(f"participant {participant_id} already publishes")
+        kinds = dict(track_kinds or {})
+        pc = RTCPeerConnection(self._configuration)
+        participant.publisher = pc
+        pending: list[PublishedTrack] = []
+
+        # Codec preferences only count if set before setRemoteDescription, so make the transceivers the
+        # offer's sections will bind to now, in order.
+        for section in parse_media_sections(offer_sdp):
+            if section.kind in ("audio", "video"):
+                media: MediaKind = "audio" if section.kind == "audio" else "video"
+                transceiver = pc.addTransceiver(media, direction="recvonly")
+                transceiver.setCodecPreferences(_capabilities(media, PREFERRED_CODECS[media]))
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
+            tapped = tap_receiver(transceiver.receiver)
+            fanout = TrackFanout(track, request_keyframe=tapped.request_keyframe)
+            media: MediaKind = "audio" if track.kind == "audio" else "video"
+            published = PublishedTrack(
+                id=f"TR_{uuid.uuid4().hex[:16]}",
+                participant_id=participant_id,
+                kind=kinds.get(transceiver.mid or "", media),
+                media=media,
+                mid=transceiver.mid,
+                tap=tapped,
+                fanout=fanout,
+            )
+            fanout.start()
+            pending.append(published)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "failed":
+                logger.info("room %s: publisher %s connection failed", self.id, participant_id)
+                await self._unpublish(participant)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception:
+            participant.publisher = None
+            for published in pending:
+                await published.fanout.aclose()
+            await pc.close()
+            raise
+        answer = pc.localDescription.sdp
+        chosen = {s.mid: s.codecs[0] for s in parse_media_sections(answer) if s.codecs}
+        for published in pending:
+            published.mime_type = chosen.get(published.mid, "")
+            participant.tracks[published.id] = published
+            self._emit("track_published", participant_id, published)
+        return answer
+
+    async def subscribe(
+        self,
+        subscriber_id: str,
+        offer_sdp: str,
+        *,
+        track_ids: Sequence[str] | None = None,
+    ) -> SubscribeResult:
+        """Answer a subscriber's offer with forwarded tracks.
+
+        Tracks are matched to the offer's audio/video sections in order, by media kind; sections left over
+        are answered inactive, tracks left over are not sent. A video track starts at a keyframe, which
+        is requested from its publisher right away.
+
+        Args:
+            subscriber_id: A joined participant.
+            offer_sdp: SDP offer with receive-only sections.
+            track_ids: Tracks to forward (default: every track of every other participant).
+
+        Returns:
+            The answer and which track each section carries.
+
+        Raises:
+            ParticipantNotFoundError: if the subscriber has not joined.
+            RoomError: if a requested track does not exist.
+        """
+        subscriber = self._get(subscriber_id)
+        available = {t.id: t for t in self.tracks()}
+        if track_ids is None:
+            wanted = [t for t in available.values() if t.participant_id != subscriber_id]
+        else:
+            missing = [i for i in track_ids if i not in available]
+            if missing:
+                raise RoomError(f"no such tracks: {', '.join(missing)}")
+            wanted = [available[i] for i in track_ids]
+
+        pc = RTCPeerConnection(self._configuration)
+        assigned: list[tuple[RTCRtpTransceiver, PublishedTrack]] = []
+        forwards: list[ForwardTrack] = []
+        for section in parse_media_sections(offer_sdp):
+            if section.kind not in ("audio", "video"):
+                continue
+            media: MediaKind = "audio" if section.kind == "audio" else "video"
+            track = next((t for t in wanted if t.media == media), None)
+            if track is None:
+                pc.addTransceiver(media, direction="inactive")
+                continue
+            wanted.remove(track)
+            forward = ForwardTrack(track.fanout.subscribe())
+            forwards.append(forward)
+            transceiver = pc.addTransceiver(forward, direction="sendonly")
+            transceiver.setCodecPreferences(_only(media, track.mime_type or PREFERRED_CODECS[media]))
+            relay_keyframe_requests(transceiver.sender, track.fanout.request_keyframe)
+            assigned.append((transceiver, track))
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception:
+            for forward in forwards:
+                forward.stop()
+            await pc.close()
+            raise
+        subscriber.subscribers.append(pc)
+        subscriber.forwards.extend(forwards)
+        return SubscribeResult(
+            answer=pc.localDescription.sdp,
+            tracks={t.mid or "": track.id for t, track in assigned},
+        )
+
+    def set_muted(self, participant_id: str, track_id: str, muted: bool) -> None:
+        """Record a client's mute signal; emits ``track_muted`` or ``track_unmuted`` on a change.
+
+        Args:
+            participant_id: The publisher.
+            track_id: One of its tracks.
+            muted: The new state.
+
+        Raises:
+            ParticipantNotFoundError: if the participant has not joined.
+            RoomError: if the participant has no such track.
+        """
+        participant = self._get(participant_id)
+        track = participant.tracks.get(track_id)
+        if track is None:
+            raise RoomError(f"participant {participant_id} has no track {track_id}")
+        if track.muted != muted:
+            track.muted = muted
+            self._emit("track_muted" if muted else "track_unmuted", participant_id, track)
+
+    async def _unpublish(self, participant: Participant) -> None:
+        tracks, participant.tracks = participant.tracks, {}
+        for track in tracks.values():
+            await track.fanout.aclose()
+            self._emit("track_unpublished", participant.id, track)
+
+    async def leave(self, participant_id: str) -> None:
+        """Remove a participant: unpublish its tracks, close its connections; emits ``participant_left``.
+
+        Args:
+            participant_id: The participant; unknown ids are ignored.
+        """
+        participant = self._participants.pop(participant_id, None)
+        if participant is None:
+            return
+        await self._unpublish(participant)
+        for forward in participant.forwards:
+            forward.stop()
+        pcs = [*participant.subscribers, participant.publisher]
+        for pc in pcs:
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+        self._emit("participant_left", participant_id)
+
+    async def close(self) -> None:
+        """Remove every participant."""
+        await asyncio.gather(*(self.leave(p) for p in list(self._participants)))

@@ -1,0 +1,506 @@
+"""Encoded-frame tap on aiortc receivers: the one module that touches aiortc's internals.
+
+aiortc has no public encoded-frame API. Each ``RTCRtpReceiver`` depayloads RTP, re-assembles frames in its
+jitter buffer (keeping SRTP, RTX, NACK and reordering), and hands every complete frame to a decoder thread
+running ``aiortc.rtcrtpreceiver.decoder_worker``, which looks up ``get_decoder(codec)`` in the module's
+globals and pushes whatever ``decoder.decode()`` returns into the remote track's queue, so it comes out of
+``track.recv()``.
+
+How the seam is used, and why:
+
+* :func:`install` replaces two module globals of ``aiortc.rtcrtpreceiver``: ``decoder_worker`` by a thin
+  wrapper and ``get_decoder`` by a dispatcher. The wrapper runs aiortc's own worker unchanged, after noting
+  in a thread-local whether the receiver it serves was tapped (it recognises the receiver by the track
+  queue it is given). The dispatcher returns a :class:`PassthroughDecoder` in tapped threads and aiortc's
+  real decoder everywhere else. So the choice is **per receiver**: the server's tapped receivers never
+  decode, while any other peer connection in the process (a test client, an agent SDK) decodes as usual.
+  Patching per peer connection is not possible: the worker is a module-level function that receives no
+  reference to its receiver.
+* :func:`tap_receiver` marks one receiver. It must run before the receiver starts (``receive()`` starts the
+  decoder thread once DTLS connects); the ``"track"`` event of ``RTCPeerConnection`` fires inside
+  ``setRemoteDescription``, before that, and is the place to call it.
+* The decoder thread stays: one extra thread hop per frame, as aiortc already does, and it keeps the
+  jitter buffer's behaviour intact.
+
+What comes out of ``track.recv()`` on a tapped receiver is an :class:`~roomtape.media.frame.EncodedFrame`:
+
+* ``pts`` is aiortc's re-based timestamp: its ``TimestampMapper`` (one per receiver, not per SSRC) sets 0 at
+  the first frame and treats *any* backwards step as a 32-bit wrap, adding 2**32. Frames come out of the
+  jitter buffer in sequence order, so this only happens on a real wrap, or when the publisher restarts its
+  RTP timestamps (new SSRC, replaced track): then ``pts`` jumps forward by nearly 2**32 ticks (13 hours of
+  video), and a recorder must start a new segment on such a jump.
+* ``rtp_timestamp`` is the value on the wire, recovered from the mapper's origin; RTCP sender reports refer
+  to it (see :class:`SenderReport`).
+* keyframe flag and VP8 size are parsed from the bitstream; audio frames always count as keyframes.
+
+With the decoder gone aiortc no longer sends PLIs on decode errors (it still does on jitter-buffer
+overflow), so :meth:`TappedReceiver.request_keyframe` sends them, rate-limited. aiortc also drops the
+NTP/RTP pairs of incoming sender reports; :func:`tap_receiver` wraps the receiver's RTCP handler to keep
+the latest one. On the sending side, :func:`relay_keyframe_requests` routes a forwarding sender's incoming
+PLI/FIR to a callback instead of to aiortc's encoder, which a forwarded track does not use.
+
+:func:`check_internals` verifies every attribute and code path relied on, and raises
+:class:`AiortcInternalsError` naming what moved; :func:`install` calls it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import inspect
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import rtcrtpreceiver as _rx_module
+from aiortc.rtp import RtcpSrPacket
+
+from roomtape.media.frame import (
+    EncodedFrame,
+    h264_is_keyframe,
+    parse_vp8_keyframe,
+)
+from roomtape.media.ratelimit import RateLimiter
+
+__all__ = [
+    "DEFAULT_KEYFRAME_INTERVAL",
+    "AiortcInternalsError",
+    "PassthroughDecoder",
+    "SenderReport",
+    "TappedReceiver",
+    "check_internals",
+    "install",
+    "installed",
+    "relay_keyframe_requests",
+    "tap_receiver",
+    "uninstall",
+]
+
+logger = logging.getLogger(__name__)
+
+TESTED_AIORTC_VERSIONS: Final = ("1.16.",)
+"""aiortc versions whose internals this module was written against (prefixes)."""
+
+DEFAULT_KEYFRAME_INTERVAL: Final = 0.3
+"""Minimum seconds between two PLIs sent for one track."""
+
+# The module whose globals are patched; typed Any because we reach into its privates.
+_rx: Any = _rx_module
+
+# Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+_NTP_UNIX_OFFSET: Final = 2_208_988_800
+
+# The private attributes of RTCRtpReceiver we read, as Python mangles them.
+_RX_TIMESTAMP_MAPPER: Final = "_RTCRtpReceiver__timestamp_mapper"
+_RX_RTX_SSRC: Final = "_RTCRtpReceiver__rtx_ssrc"
+_RX_STARTED: Final = "_RTCRtpReceiver__started"
+
+
+class AiortcInternalsError(RuntimeError):
+    """The installed aiortc does not have the internals the encoded-frame tap relies on.
+
+    Raised by :func:`check_internals` (and so by :func:`install`) with the list of what moved. It is not
+    retryable: pin aiortc to a tested version or update ``roomtape.media.tap``.
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# self-check
+
+
+def _code_names(func: object) -> set[str]:
+    code = getattr(func, "__code__", None)
+    return set(code.co_names) if code is not None else set()
+
+
+def _params(func: object) -> list[str] | None:
+    try:
+        return list(inspect.signature(func).parameters)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def check_internals() -> None:
+    """Verify that aiortc still has every internal this module depends on.
+
+    Checks signatures, attribute names (as mangled in the compiled code) and global look-ups, without
+    needing a connection.
+
+    Raises:
+        AiortcInternalsError: listing each internal that is missing or changed.
+    """
+    problems: list[str] = []
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            problems.append(what)
+
+    worker = _ORIGINAL_DECODER_WORKER
+    need(callable(worker), "aiortc.rtcrtpreceiver.decoder_worker is missing")
+    need(
+        _params(worker) == ["loop", "input_q", "output_q", "decode_error"],
+        "decoder_worker(loop, input_q, output_q, decode_error) signature changed",
+    )
+    need(
+        "get_decoder" in _code_names(worker),
+        "decoder_worker no longer looks up the module global get_decoder",
+    )
+    need(callable(_ORIGINAL_GET_DECODER), "aiortc.rtcrtpreceiver.get_decoder is missing")
+    need(_params(_ORIGINAL_GET_DECODER) == ["codec"], "get_decoder(codec) signature changed")
+
+    receive_names = _code_names(getattr(RTCRtpReceiver, "receive", None))
+    need("decoder_worker" in receive_names, "RTCRtpReceiver.receive no longer starts decoder_worker")
+    need("_queue" in receive_names, "RTCRtpReceiver.receive no longer passes the track's _queue")
+    need(_RX_STARTED in receive_names, "RTCRtpReceiver.__started is gone")
+
+    init_names = _code_names(getattr(RTCRtpReceiver, "__init__", None))
+    for attr in (_RX_TIMESTAMP_MAPPER, _RX_RTX_SSRC, "_track"):
+        need(attr in init_names, f"RTCRtpReceiver.__init__ no longer sets {attr}")
+
+    mapper_cls = getattr(_rx, "TimestampMapper", None)
+    need(mapper_cls is not None, "aiortc.rtcrtpreceiver.TimestampMapper is missing")
+    if mapper_cls is not None:
+        need(
+            {"_origin", "_last"} <= _code_names(mapper_cls.__init__),
+            "TimestampMapper no longer has _origin/_last",
+        )
+
+    handle_rtp = _code_names(getattr(RTCRtpReceiver, "_handle_rtp_packet", None))
+    need(_RX_TIMESTAMP_MAPPER in handle_rtp, "_handle_rtp_packet no longer maps timestamps")
+
+    pli = getattr(RTCRtpReceiver, "_send_rtcp_pli", None)
+    need(inspect.iscoroutinefunction(pli), "RTCRtpReceiver._send_rtcp_pli is not a coroutine function")
+    need(_params(pli) == ["self", "media_ssrc"], "RTCRtpReceiver._send_rtcp_pli(media_ssrc) changed")
+
+    rtcp = getattr(RTCRtpReceiver, "_handle_rtcp_packet", None)
+    need(inspect.iscoroutinefunction(rtcp), "RTCRtpReceiver._handle_rtcp_packet is not a coroutine")
+    need(_params(rtcp) == ["self", "packet"], "RTCRtpReceiver._handle_rtcp_packet(packet) changed")
+    need(
+        callable(getattr(RTCRtpReceiver, "getSynchronizationSources", None)),
+        "RTCRtpReceiver.getSynchronizationSources is missing",
+    )
+
+    sender_rtcp = _code_names(getattr(RTCRtpSender, "_handle_rtcp_packet", None))
+    need("_send_keyframe" in sender_rtcp, "RTCRtpSender no longer calls _send_keyframe on PLI/FIR")
+    need(
+        "pack" in _code_names(getattr(RTCRtpSender, "_next_encoded_frame", None)),
+        "RTCRtpSender no longer packs pre-encoded packets",
+    )
+
+    sr_fields = getattr(RtcpSrPacket, "__init__", None)
+    need(
+        _params(sr_fields) is not None and "sender_info" in (_params(sr_fields) or []),
+        "RtcpSrPacket(sender_info=...) changed",
+    )
+
+    if problems:
+        raise AiortcInternalsError(
+            f"aiortc {aiortc.__version__} internals moved; roomtape.media.tap needs updating: " + "; ".join(problems)
+        )
+    if not aiortc.__version__.startswith(TESTED_AIORTC_VERSIONS):
+        logger.warning(
+            "aiortc %s passed the tap self-check but was not tested (tested: %s)",
+            aiortc.__version__,
+            ", ".join(TESTED_AIORTC_VERSIONS),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# sender reports and tapped receivers
+
+
+@dataclass(frozen=True, slots=True)
+class SenderReport:
+    """The NTP<->RTP pair of the latest RTCP sender report (RFC 3550 §6.4.1) of a tapped track."""
+
+    ssrc: int
+    """SSRC of the media stream the report describes."""
+    ntp_timestamp: int
+    """64-bit NTP timestamp of the sender's wall clock when it sent the report."""
+    rtp_timestamp: int
+    """RTP timestamp (wire value, 32 bits) that corresponds to ``ntp_timestamp``."""
+    pts: int | None
+    """``rtp_timestamp`` on the same scale as ``EncodedFrame.pts``, or None if no frame was seen yet."""
+    received_at: float
+    """Local wall-clock time (``time.time()``) when the report arrived."""
+
+    @property
+    def wallclock(self) -> float:
+        """The sender's wall-clock time of the report, in Unix seconds."""
+        return (self.ntp_timestamp >> 32) - _NTP_UNIX_OFFSET + (self.ntp_timestamp & 0xFFFFFFFF) / 2**32
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+class TappedReceiver:
+    """A receiver whose track yields encoded frames, with keyframe requests and sender reports.
+
+    Made by :func:`tap_receiver`; not constructed directly.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: str, keyframe_interval: float) -> None:
+        self._receiver = receiver
+        self.kind = kind
+        """``"audio"`` or ``"video"``."""
+        self._mapper: Any = getattr(receiver, _RX_TIMESTAMP_MAPPER)
+        self._rtx_ssrcs: dict[int, int] = getattr(receiver, _RX_RTX_SSRC)
+        self._limiter = RateLimiter(keyframe_interval)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._media_ssrc: int | None = None
+        self.sender_report: SenderReport | None = None
+        """The latest sender report received, or None."""
+        self.frames = 0
+        """Number of encoded frames that went through the tap."""
+        self.keyframes = 0
+        """Number of those frames that were keyframes."""
+        self.plis_sent = 0
+        """Number of PLIs sent by :meth:`request_keyframe`."""
+
+    @property
+    def receiver(self) -> RTCRtpReceiver:
+        """The aiortc receiver."""
+        return self._receiver
+
+    @property
+    def keyframe_limiter(self) -> RateLimiter:
+        """The rate limiter shared by every keyframe request for this track."""
+        return self._limiter
+
+    def media_ssrc(self) -> int | None:
+        """The SSRC of the media stream (not its RTX stream), or None before any packet arrived."""
+        if self._media_ssrc is not None:
+            return self._media_ssrc
+        sources = [s for s in self._receiver.getSynchronizationSources() if s.source not in self._rtx_ssrcs]
+        if not sources:
+            return None
+        return max(sources, key=lambda s: s.timestamp).source
+
+    def request_keyframe(self) -> bool:
+        """Send a PLI to the publisher, unless one was sent less than the rate-limit interval ago.
+
+        Must be called on the event loop that runs the peer connection.
+
+        Returns:
+            True if a PLI was sent; False for audio, when rate-limited, or when no SSRC is known yet.
+        """
+        if self.kind != "video":
+            return False
+        ssrc = self.media_ssrc()
+        if ssrc is None or not self._limiter.allow():
+            return False
+        task = asyncio.get_running_loop().create_task(self._send_pli(ssrc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.plis_sent += 1
+        return True
+
+    async def _send_pli(self, ssrc: int) -> None:
+        send: Callable[[int], Awaitable[None]] = self._receiver._send_rtcp_pli
+        await send(ssrc)
+
+    def _on_sender_report(self, packet: Any) -> None:
+        info = packet.sender_info
+        if info.ntp_timestamp == 0:
+            # aiortc sends zeroed reports before its first RTP packet: nothing to map yet.
+            return
+        self._media_ssrc = packet.ssrc
+        pts: int | None = None
+        last, origin = self._mapper._last, self._mapper._origin
+        if last is not None and origin is not None:
+            # Place the report next to the latest frame; handles a wrap between the two.
+            pts = (last - origin) + _signed32(info.rtp_timestamp - last)
+        self.sender_report = SenderReport(
+            ssrc=packet.ssrc,
+            ntp_timestamp=info.ntp_timestamp,
+            rtp_timestamp=info.rtp_timestamp,
+            pts=pts,
+            received_at=time.time(),
+        )
+
+    def _rtp_timestamp(self, pts: int) -> int:
+        origin: int = self._mapper._origin
+        return (pts + origin) & 0xFFFFFFFF
+
+
+class PassthroughDecoder:
+    """A stand-in for aiortc's decoders that returns the jitter buffer's frames still encoded.
+
+    Runs in the receiver's decoder thread. ``decode()`` returns one :class:`EncodedFrame` per non-empty
+    frame.
+
+    Args:
+        codec: The negotiated ``RTCRtpCodecParameters`` (aiortc type).
+        tapped: The receiver's tap state.
+    """
+
+    def __init__(self, codec: Any, tapped: TappedReceiver) -> None:
+        self._tapped = tapped
+        self._mime = str(codec.mimeType).lower()
+        self._time_base = fractions.Fraction(1, int(codec.clockRate))
+        self._is_vp8 = self._mime == "video/vp8"
+        self._is_h264 = self._mime == "video/h264"
+        self._is_audio = self._mime.startswith("audio/")
+
+    def decode(self, encoded_frame: Any) -> list[EncodedFrame]:
+        """Wrap one jitter-buffer frame.
+
+        Args:
+            encoded_frame: aiortc's ``JitterFrame`` (``data``, re-based ``timestamp``).
+
+        Returns:
+            A one-element list, or an empty list for an empty frame (padding only).
+        """
+        data: bytes = encoded_frame.data
+        if not data:
+            return []
+        pts: int = encoded_frame.timestamp
+        width = height = None
+        if self._is_audio:
+            keyframe = True
+        elif self._is_vp8:
+            keyframe, width, height = parse_vp8_keyframe(data)
+        elif self._is_h264:
+            keyframe = h264_is_keyframe(data)
+        else:
+            keyframe = False
+        tapped = self._tapped
+        tapped.frames += 1
+        if keyframe and not self._is_audio:
+            tapped.keyframes += 1
+        return [
+            EncodedFrame(
+                data=data,
+                pts=pts,
+                time_base=self._time_base,
+                rtp_timestamp=tapped._rtp_timestamp(pts),
+                keyframe=keyframe,
+                mime_type=self._mime,
+                received_at=time.time(),
+                width=width,
+                height=height,
+            )
+        ]
+
+
+# --------------------------------------------------------------------------------------------------
+# installation
+
+_ORIGINAL_DECODER_WORKER: Final[Callable[..., None]] = _rx.decoder_worker
+_ORIGINAL_GET_DECODER: Final[Callable[[Any], Any]] = _rx.get_decoder
+
+# Track queues of tapped receivers; weak so a dropped peer connection leaves nothing behind.
+_tapped_queues: weakref.WeakKeyDictionary[Any, TappedReceiver] = weakref.WeakKeyDictionary()
+_tapped_lock = threading.Lock()
+_thread_state = threading.local()
+
+
+def _decoder_worker(loop: Any, input_q: Any, output_q: Any, decode_error: Any) -> None:
+    with _tapped_lock:
+        _thread_state.tapped = _tapped_queues.get(output_q)
+    try:
+        _ORIGINAL_DECODER_WORKER(loop, input_q, output_q, decode_error)
+    finally:
+        _thread_state.tapped = None
+
+
+def _get_decoder(codec: Any) -> Any:
+    tapped: TappedReceiver | None = getattr(_thread_state, "tapped", None)
+    if tapped is None:
+        return _ORIGINAL_GET_DECODER(codec)
+    return PassthroughDecoder(codec, tapped)
+
+
+def install() -> None:
+    """Check aiortc's internals and put the tap's seams in place. Idempotent.
+
+    Receivers that are not tapped keep decoding with aiortc's decoders.
+
+    Raises:
+        AiortcInternalsError: if aiortc's internals moved.
+    """
+    if installed():
+        return
+    check_internals()
+    _rx.get_decoder = _get_decoder
+    _rx.decoder_worker = _decoder_worker
+
+
+def uninstall() -> None:
+    """Restore aiortc's own ``decoder_worker`` and ``get_decoder``. Idempotent."""
+    _rx.get_decoder = _ORIGINAL_GET_DECODER
+    _rx.decoder_worker = _ORIGINAL_DECODER_WORKER
+
+
+def installed() -> bool:
+    """Tell whether :func:`install` is in effect."""
+    return _rx.decoder_worker is _decoder_worker and _rx.get_decoder is _get_decoder
+
+
+def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL) -> TappedReceiver:
+    """Make a receiver's track yield :class:`EncodedFrame` objects instead of decoded frames.
+
+    Call it from the peer connection's ``"track"`` event (or anywhere after ``setRemoteDescription`` created
+    the track and before the connection is established). Installs the seams if needed.
+
+    Args:
+        receiver: The receiver to tap.
+        keyframe_interval: Minimum seconds between two PLIs sent for this track.
+
+    Returns:
+        The tap state: keyframe requests, latest sender report, counters.
+
+    Raises:
+        AiortcInternalsError: if aiortc's internals moved.
+        RuntimeError: if the receiver has no track yet or has already started decoding.
+    """
+    install()
+    rx: Any = receiver
+    track = rx.track
+    if track is None:
+        raise RuntimeError("receiver has no track yet: tap it from the 'track' event")
+    if getattr(rx, _RX_STARTED):
+        raise RuntimeError("receiver already started decoding: tap it from the 'track' event")
+    tapped = TappedReceiver(receiver, track.kind, keyframe_interval)
+    with _tapped_lock:
+        _tapped_queues[track._queue] = tapped
+
+    original: Callable[[Any], Awaitable[None]] = rx._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            tapped._on_sender_report(packet)
+        await original(packet)
+
+    # An instance attribute shadows the method: aiortc's DTLS transport calls
+    # recipient._handle_rtcp_packet(packet) by attribute lookup.
+    rx._handle_rtcp_packet = handle_rtcp_packet
+    return tapped
+
+
+def relay_keyframe_requests(sender: RTCRtpSender, callback: Callable[[], object]) -> None:
+    """Route PLI and FIR received for a forwarding sender to ``callback``.
+
+    aiortc's sender answers a PLI/FIR by asking its encoder for a keyframe, but a sender fed with encoded
+    packets has no encoder: the request has to go to the publisher instead (rate-limited there).
+
+    Args:
+        sender: The sender that forwards a publisher's encoded frames.
+        callback: Called on the event loop for every PLI or FIR received.
+    """
+    if not callable(getattr(sender, "_send_keyframe", None)):
+        raise AiortcInternalsError("RTCRtpSender._send_keyframe is missing")
+
+    def send_keyframe() -> None:
+        callback()
+
+    tx: Any = sender
+    tx._send_keyframe = send_keyframe

@@ -1,0 +1,134 @@
+"""Fixtures shared by every test: free ports, a fresh PostgreSQL database, a real roomtape server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+PG_ADMIN_DSN = os.environ.get("ROOMTAPE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+    name = f"roomtape_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def database_url_for(backend: str, tmp: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp / 'roomtape.db'}"
+    return str(request.getfixturevalue("pg_database_url"))
+
+
+@dataclass
+class Server:
+    """A roomtape server running in a subprocess, with the credentials of one app."""
+
+    base_url: str
+    data_dir: Path
+    database_url: str
+    account_id: str
+    app_id: str
+    api_token: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "roomtape"), *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def new_app(self, name: str = "other") -> dict[str, str]:
+        out = self.cli("apps", "create", "--name", name)
+        assert out.returncode == 0, out.stderr
+        return dict(json.loads(out.stdout))
+
+
+def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ROOMTAPE_DATA_DIR": str(data_dir),
+        "ROOMTAPE_DATABASE_URL": database_url,
+        "ROOMTAPE_PORT": str(port),
+        **(extra_env or {}),
+    }
+    creds = subprocess.run(
+        [str(BIN / "roomtape"), "apps", "create", "--name", "tests"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    app = json.loads(creds.stdout)
+    log = open(data_dir / "server.log", "wb")
+    proc = subprocess.Popen(
+        [str(BIN / "roomtape"), "serve", "--no-demo"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("server did not start:\n" + (data_dir / "server.log").read_text())
+        time.sleep(0.1)
+    return Server(base, data_dir, database_url, app["account_id"], app["app_id"], app["api_token"], proc, env)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real roomtape server on a free port, once on SQLite and once on PostgreSQL."""
+    tmp = tmp_path_factory.mktemp(f"server-{request.param}")
+    srv = start_server(tmp, database_url_for(request.param, tmp, request))
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
