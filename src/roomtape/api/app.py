@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await ctx.media.close_all()
             await ctx.engine.dispose()
 
     app = FastAPI(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from roomtape.config import Settings
 from roomtape.domain.secretbox import SecretBox
+from roomtape.media.plane import MediaPlane
 
 KickHook = Callable[[str, str, list[str]], Awaitable[None]]
 
@@ -23,6 +24,8 @@ class ServerContext:
     sessions: async_sessionmaker[AsyncSession]
     secret_key: str
     box: SecretBox
+    media: MediaPlane = field(default_factory=MediaPlane)
+    """Live rooms of this process."""
     kick_hooks: list[KickHook] = field(default_factory=list)
     """Called after participants were kicked (app id, meeting id, participant ids): the media plane
     registers one to disconnect them."""
