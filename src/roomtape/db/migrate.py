@@ -21,8 +21,8 @@ def alembic_config(url: str = "") -> Config:
     return cfg
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the database schema up to ``revision``."""
+async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
+    """Bring the database schema up to ``revision`` (default: every head, so parallel branches apply)."""
 
     def _run(connection: Connection) -> None:
         cfg = alembic_config()

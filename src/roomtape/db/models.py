@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -201,5 +202,94 @@ class OutboxEvent(Base):
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     event: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    target_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    """A per-request URL (VideoSDK's ``webhookUrl``): delivered there in addition to registered webhooks."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Recording(Base):
+    """A recording as RealtimeKit describes it (seed 004); ``kind`` says composite or per-track."""
+
+    __tablename__ = "recordings"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="composite")
+    """``composite`` (one file per meeting) or ``track`` (files per participant track)."""
+    status: Mapped[str] = mapped_column(String(16), default="INVOKED")
+    """INVOKED | RECORDING | PAUSED | UPLOADING | UPLOADED | ERRORED."""
+    invoked_time: Mapped[datetime] = mapped_column(default=utcnow)
+    started_time: Mapped[datetime | None] = mapped_column(nullable=True)
+    """When the first frame was written (not when it was asked for)."""
+    stopped_time: Mapped[datetime | None] = mapped_column(nullable=True)
+    paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    """Total time spent PAUSED, excluded from ``recording_duration``."""
+    paused_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    recording_duration: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_file_name: Mapped[str] = mapped_column(String(1024), default="")
+    file_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    download_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    download_url_expiry: Mapped[datetime | None] = mapped_column(nullable=True)
+    audio_download_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    start_reason: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    stop_reason: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    storage_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """Secrets encrypted at rest (``domain.secretbox``)."""
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Codecs, layout, max_seconds, file_name_prefix, webhook_url, bucket_dir_path, track filters."""
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_recordings_app_invoked", "app_id", "invoked_time"),
+        Index("ix_recordings_status", "status"),
+    )
+
+
+class TrackFile(Base):
+    """One continuous segment of one participant track, as written to disk (and later uploaded)."""
+
+    __tablename__ = "track_files"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(String(36))
+    participant_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(16))
+    """audio | video | screen_audio | screen_video."""
+    index: Mapped[int] = mapped_column(Integer)
+    codec: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(2048))
+    """Relative to the recording's base: ``{session}/{participant}/{kind}/{file}``."""
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    first_rtp_timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_rtp_timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    keyframes: Mapped[int] = mapped_column(Integer, default=0)
+    gaps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="recording")
+    """recording | complete | uploaded | failed."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver one outbox event to one URL, with what the receiver answered."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"), index=True)
+    webhook_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending | delivered | failed (will retry) | dead (gave up)."""
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,8 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from roomtape.db.models import OutboxEvent
 
 
-def emit(db: AsyncSession, app_id: str, event: str, payload: dict[str, Any]) -> OutboxEvent:
-    """Queue ``event`` for the app's webhooks; it is delivered once the caller's transaction commits."""
-    row = OutboxEvent(app_id=app_id, event=event, payload=payload)
+def emit(
+    db: AsyncSession, app_id: str, event: str, payload: dict[str, Any], target_url: str | None = None
+) -> OutboxEvent:
+    """Queue ``event`` for the app's webhooks (and ``target_url`` if given).
+
+    It is delivered once the caller's transaction commits.
+    """
+    row = OutboxEvent(app_id=app_id, event=event, payload=payload, target_url=target_url)
     db.add(row)
     return row
