@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from roomtape.errors import (
     Conflict,
@@ -58,13 +59,25 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+@lru_cache(maxsize=4)
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """(path regex, methods) of every documented operation, from the app's OpenAPI document."""
+    table = []
+    for template, item in app.openapi().get("paths", {}).items():
+        regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        methods = {m.upper() for m in item if m in {"get", "put", "post", "patch", "delete"}}
+        if "GET" in methods:
+            methods.add("HEAD")
+        table.append((re.compile(f"^{regex}$"), frozenset(methods)))
+    return table
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    for pattern, allowed in _path_methods(request.app):
+        if pattern.match(request.url.path):
+            methods |= allowed
     return sorted(methods)
 
 

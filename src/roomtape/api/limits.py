@@ -7,10 +7,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    """Raised inside ``receive`` when a streamed body passes the limit."""
-
-
 class BodySizeLimit:
     """Refuse bodies over ``max_bytes``: at once when ``Content-Length`` says so, else while streaming."""
 
@@ -34,29 +30,28 @@ class BodySizeLimit:
                 if declared > self.max_bytes:
                     await _reject(send, 413, f"request body larger than {self.max_bytes} bytes")
                     return
+        # Read the whole body first (it is small: JSON and SDP), so an oversized one is refused before the
+        # framework sees it -- FastAPI turns errors raised while it reads a body into a 400.
+        messages: list[Message] = []
         seen = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
                 await _reject(send, 413, f"request body larger than {self.max_bytes} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            if messages:
+                return messages.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 async def _reject(send: Send, status: int, message: str) -> None:

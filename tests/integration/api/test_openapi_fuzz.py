@@ -1,0 +1,56 @@
+"""Schemathesis against the served OpenAPI document: no 500s, no response that breaks the schema.
+
+Bounded (a fixed seed and a few examples per operation) so it stays a test, not a fuzzing campaign; run
+``schemathesis run`` by hand with more examples to search harder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.conftest import BIN, Server
+
+MAX_EXAMPLES = 12
+SEED = 20261121
+
+
+def test_schemathesis_finds_no_server_errors_or_schema_violations(server: Server) -> None:
+    config = server.data_dir / "schemathesis.toml"
+    config.write_text(
+        "[parameters]\n"
+        f'"path.account_id" = "{server.account_id}"\n'
+        f'"path.app_id" = "{server.app_id}"\n'
+        "[generation]\n"
+        f"max-examples = {MAX_EXAMPLES}\n"
+    )
+    report = server.data_dir / "schemathesis-report"
+    out = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "--config-file",
+            str(config),
+            "run",
+            f"{server.base_url}/openapi.json",
+            "-H",
+            f"Authorization: Bearer {server.api_token}",
+            "--checks",
+            "all",
+            "--seed",
+            str(SEED),
+            "--workers",
+            "1",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(report),
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    summary = out.stdout[-6000:]
+    assert out.returncode == 0, summary
+    assert "passed" in summary and "failed" not in summary.split("SUMMARY")[-1].lower(), summary
+    log = (server.data_dir / "server.log").read_text()
+    assert "Traceback" not in log, log[-4000:]
