@@ -42,7 +42,7 @@ pytest: install-test system-deps
 test: install-test system-deps lint typecheck pytest
 
 bench: install-test
-	$(BIN)/python -m bench
+	for script in bench/*.py; do $(BIN)/python "$$script" || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
