@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. Add here, never install by hand.
-DEB_PACKAGES=(postgresql redis-server)
+# chromium: the browser tests (Playwright drives Debian's build: nothing downloads a browser);
+# fonts-liberation: readable text in its screenshots.
+DEB_PACKAGES=(postgresql redis-server chromium fonts-liberation)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
@@ -32,6 +34,17 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1" >/dev/null 2>&1; 
   sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main reload
   sleep 1
+fi
+
+# Azurite (Azure Blob emulator) from the npm registry, into the project's node_modules.
+if [ ! -x node_modules/.bin/azurite ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "setup-system: installing azurite (npm)"
+  npm install --no-save --no-audit --no-fund --loglevel=error azurite >/dev/null
 fi
 
 # Redis on 127.0.0.1:6379 (the distributed job runner's broker).

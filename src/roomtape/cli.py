@@ -50,7 +50,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, database_ur
     settings = load_settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
     creds = asyncio.run(_prepare(settings, demo))
     if creds is not None:
-        click.echo("roomtape: created a demo app. Keep these; the token is not shown again:")
+        click.echo(
+            "roomtape: created a demo app (its credentials are also kept, readable only by you, in "
+            f"{settings.data_dir / DEMO_CREDENTIALS_FILE}):"
+        )
         click.echo(json.dumps(creds, indent=2))
     elif demo and (settings.data_dir / DEMO_CREDENTIALS_FILE).is_file():
         click.echo(f"roomtape: demo app credentials are in {settings.data_dir / DEMO_CREDENTIALS_FILE}")
@@ -117,6 +120,88 @@ def migrate(data_dir: Path | None, database_url: str | None) -> None:
     click.echo(f"database at revision {revision}", err=True)
 
 
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def repair(directory: Path) -> None:
+    """Finalize half-written track files under DIRECTORY after a crash, and fix their manifests.
+
+    Offline and without a database; the server does the same (and moves the recordings on) at start-up.
+    """
+    from roomtape.recording.startup import repair_tree
+
+    for result in repair_tree(directory):
+        for name in sorted(result.repaired):
+            click.echo(f"repaired {result.directory / name}")
+        for name in sorted(result.lost):
+            click.echo(f"removed unreadable {result.directory / name}")
+
+
+@main.command()
+@_data_dir
+@_database_url
+@click.option("--broker-url", default=None, help="Redis URL of the job queue. Env: ROOMTAPE_BROKER_URL.")
+def worker(data_dir: Path | None, database_url: str | None, broker_url: str | None) -> None:
+    """Run queued jobs (uploads) and deliver webhooks; needs ROOMTAPE_BROKER_URL."""
+    import logging
+
+    from roomtape.jobs.distributed import run_worker
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url, broker_url=broker_url)
+    if not settings.broker_url:
+        raise click.ClickException("roomtape worker needs a broker: set ROOMTAPE_BROKER_URL=redis://host:6379/0")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_worker(settings))
+
+
+@main.group()
+def recordings() -> None:
+    """Inspect and repair recordings."""
+
+
+@recordings.command("retry")
+@click.argument("recording_id")
+@_data_dir
+@_database_url
+def recordings_retry(recording_id: str, data_dir: Path | None, database_url: str | None) -> None:
+    """Upload an ERRORED (or stuck UPLOADING) recording again.
+
+    With a broker configured the upload is queued for a worker; otherwise it runs here until it is done.
+    """
+    from roomtape.db.models import Recording
+    from roomtape.errors import RoomtapeError
+    from roomtape.jobs.deps import open_deps
+    from roomtape.jobs.runner import upload_until_done
+    from roomtape.jobs.upload import retry_recording
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+
+    async def run() -> str:
+        deps = await open_deps(settings)
+        try:
+            await retry_recording(deps, recording_id)
+            if settings.broker_url:
+                from roomtape.jobs.distributed import DistributedRunner
+
+                queue = DistributedRunner(deps)
+                await queue.start()
+                await queue.submit_upload(recording_id)
+                await queue.stop()
+                return "UPLOADING (queued for a worker)"
+            await upload_until_done(deps, recording_id)
+            async with deps.sessions() as db:
+                rec = await db.get(Recording, recording_id)
+            if rec is None:
+                return "recording is gone"
+            return rec.status + (f": {rec.error}" if rec.error else "")
+        finally:
+            await deps.engine.dispose()
+
+    try:
+        click.echo(asyncio.run(run()))
+    except RoomtapeError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
 @main.group()
 def apps() -> None:
     """Create and list apps."""
@@ -128,15 +213,26 @@ def apps() -> None:
 @_data_dir
 @_database_url
 def apps_create(name: str, account_id: str | None, data_dir: Path | None, database_url: str | None) -> None:
-    """Create an app and an API token; print {"account_id", "app_id", "api_token"} as JSON on stdout."""
+    """Create an app, an API token and an API secret.
+
+    Prints {"account_id", "app_id", "api_token", "api_secret"} as JSON on stdout. The API secret signs
+    VideoSDK-style JWTs (HS256, claim ``apikey`` = the app id).
+    """
     from roomtape.db.accounts import create_app_with_account
+    from roomtape.domain.secretbox import SecretBox
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
 
-    async def run(db: Any) -> dict[str, str]:
-        creds = await create_app_with_account(db, name, account_id=account_id)
+    async def run(db: Any) -> dict[str, str | None]:
+        box = SecretBox(settings.resolved_secret_key())
+        creds = await create_app_with_account(db, name, account_id=account_id, box=box)
         await db.commit()
-        return {"account_id": creds.account_id, "app_id": creds.app_id, "api_token": creds.api_token}
+        return {
+            "account_id": creds.account_id,
+            "app_id": creds.app_id,
+            "api_token": creds.api_token,
+            "api_secret": creds.api_secret,
+        }
 
     try:
         out = asyncio.run(_with_db(settings, run))

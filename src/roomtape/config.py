@@ -62,8 +62,53 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest JSON request body the API accepts; larger bodies get 413."""
 
+    session_keep_alive_scale: float = Field(default=1.0, gt=0)
+    """Factor applied to every meeting's ``session_keep_alive_time_in_secs`` before a session with nobody in it
+    ends. 1 in production; tests set e.g. 0.01 so a 60 s keep-alive passes in 0.6 s."""
+
+    ice_host_addresses: str = ""
+    """Comma-separated local addresses to gather ICE host candidates on (e.g. ``127.0.0.1`` for loopback-only
+    tests, or the LAN address of a multi-homed host). Empty means every interface but loopback."""
+
+    max_upload_bytes: int = Field(default=512 << 20, ge=1024)
+    """Largest upload (LiveKit Agents' observability recording) the API accepts; larger ones get 413."""
+
     create_demo_app: bool = False
     """Create a demo app (and print its credentials) on start when the database has no app."""
+
+    storage_url: str = ""
+    """Server-wide default storage for recordings without their own ``storage_config``: empty (a directory
+    under the data dir), ``file:///dir``, ``s3://bucket/prefix?region=&endpoint=&path_style=``,
+    ``gcs://bucket``, ``azure://account@container`` or ``sftp://user@host:port/dir`` (see
+    ``roomtape.storage.registry``)."""
+
+    storage_access_key: str = ""
+    """Access key for ``storage_url`` (S3); empty means the SDK's default credential chain."""
+
+    storage_secret: str = ""
+    """Secret for ``storage_url``: S3 secret key, Azure account key, GCS service-account JSON or SFTP password."""
+
+    storage_private_key: str = ""
+    """SSH private key for an ``sftp://`` ``storage_url`` (``storage_secret`` is then its passphrase)."""
+
+    download_url_ttl_secs: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    """Lifetime of ``download_url``/``audio_download_url`` (S3 presigned URLs allow at most 7 days)."""
+
+    broker_url: str = ""
+    """Distributed jobs: ``redis://host:6379/0`` runs jobs on ``roomtape worker`` processes through a
+    Redis stream (taskiq). Empty: jobs run inside the server process."""
+
+    broker_queue: str = "roomtape:jobs"
+    """Name of the Redis stream jobs are queued on (one per deployment)."""
+
+    webhook_max_attempts: int = Field(default=22, ge=1)
+    """Delivery attempts per event and URL before it is marked dead (with the default backoff: about 28 hours)."""
+
+    webhook_backoff_base_secs: float = Field(default=1.0, gt=0)
+    """First retry delay; each next one doubles, up to ``webhook_backoff_max_secs``."""
+
+    webhook_backoff_max_secs: float = Field(default=3 * 3600.0, gt=0)
+    """Longest delay between two delivery attempts."""
 
     @field_validator("data_dir")
     @classmethod

@@ -14,12 +14,17 @@ from roomtape import __version__
 from roomtape.api.context import ServerContext
 from roomtape.api.errors import install_error_handlers
 from roomtape.api.limits import BodySizeLimit
+from roomtape.api.routers import downloads, signaling, transcripts, web
 from roomtape.api.routers.realtimekit import active_session, apps, meetings, sessions, webhooks
+from roomtape.api.routers.realtimekit.recordings import router as recordings_router
+from roomtape.api.routers.videosdk import router as videosdk_router
 from roomtape.api.schemas import ErrorResponse
 from roomtape.config import Settings
 from roomtape.db.engine import create_engine, session_factory
 from roomtape.db.migrate import upgrade
 from roomtape.domain.secretbox import SecretBox
+from roomtape.jobs.runner import make_runner
+from roomtape.recording.startup import open_recording_service
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +59,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = await build_context(settings)
         app.state.ctx = ctx
+        ctx.recordings = await open_recording_service(ctx.media, ctx.sessions, settings.data_dir)
+        presence = signaling.start_presence(app, ctx)
+        ctx.jobs = make_runner(ctx)
+        await ctx.jobs.start()
         try:
             yield
         finally:
+            await ctx.jobs.stop()
+            await presence.aclose()
             await ctx.media.close_all()
+            await ctx.recordings.aclose()
             await ctx.engine.dispose()
 
     app = FastAPI(
@@ -69,6 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (apps, meetings, active_session, sessions, webhooks):
         app.include_router(module.router, responses=_ERROR_RESPONSES)
+    app.include_router(downloads.router)
+    app.include_router(recordings_router, responses=_ERROR_RESPONSES)
+    app.include_router(videosdk_router, responses=_ERROR_RESPONSES)
+    app.include_router(transcripts.router, responses=_ERROR_RESPONSES)
+    app.include_router(signaling.router, responses=_ERROR_RESPONSES)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -76,7 +95,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        # LiveKit Agents' observability upload carries the session's OGG audio.
+        upload_prefixes=("/observability/",),
+        upload_max_bytes=settings.max_upload_bytes,
+    )
     return app
 
 

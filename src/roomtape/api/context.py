@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from roomtape.config import Settings
 from roomtape.domain.secretbox import SecretBox
+from roomtape.jobs.runner import JobRunner
 from roomtape.media.plane import MediaPlane
+from roomtape.recording.service import RecordingService
 
 KickHook = Callable[[str, str, list[str]], Awaitable[None]]
 
@@ -26,9 +28,13 @@ class ServerContext:
     box: SecretBox
     media: MediaPlane = field(default_factory=MediaPlane)
     """Live rooms of this process."""
+    recordings: RecordingService | None = None
+    """Track recordings of live rooms; set in the app's lifespan."""
     kick_hooks: list[KickHook] = field(default_factory=list)
     """Called after participants were kicked (app id, meeting id, participant ids): the media plane
     registers one to disconnect them."""
+    jobs: JobRunner | None = None
+    """Uploads and webhook delivery (``roomtape.jobs``): in-process, or queued for ``roomtape worker``."""
 
 
 def get_context(request: Request) -> ServerContext:

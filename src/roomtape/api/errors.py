@@ -9,6 +9,7 @@ from functools import lru_cache
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from roomtape.errors import (
@@ -59,12 +60,20 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
 @lru_cache(maxsize=4)
 def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
     """(path regex, methods) of every documented operation, from the app's OpenAPI document."""
     table = []
     for template, item in app.openapi().get("paths", {}).items():
-        regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        escaped = re.escape(template)
+        for op in item.values():  # a UUID path parameter matches UUIDs only (``/recordings/track`` is no id)
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param.get("in") == "path" and param.get("schema", {}).get("format") == "uuid":
+                    escaped = escaped.replace(re.escape("{" + param["name"] + "}"), _UUID)
+        regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", escaped)
         methods = {m.upper() for m in item if m in {"get", "put", "post", "patch", "delete"}}
         if "GET" in methods:
             methods.add("HEAD")
@@ -101,6 +110,16 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(405, "method not allowed", {"Allow": ", ".join(_allowed_methods(request))})
         # Keep the framework's headers: a 405 must carry ``Allow`` (RFC 9110 §15.5.6).
         return error_response(exc.status_code, str(exc.detail), dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # SQLSTATE class 22 is "data exception": e.g. a NUL byte or an unencodable character in a text
+        # value, which PostgreSQL refuses and SQLite stores. That is bad input, not a server fault.
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+        if sqlstate.startswith("22"):
+            return error_response(400, "invalid text in the request (NUL bytes and unencodable characters are refused)")
+        log.exception("database error")
+        return error_response(503 if exc.connection_invalidated else 500, "database error")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

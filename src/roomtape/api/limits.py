@@ -7,19 +7,36 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodySizeLimit:
-    """Refuse bodies over ``max_bytes``: at once when ``Content-Length`` says so, else while streaming."""
+class BodyTooLarge(Exception):
+    """An upload's streamed body passed its limit (the route answers 4xx)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+
+class BodySizeLimit:
+    """Refuse request bodies that are too large, with 413.
+
+    JSON and SDP bodies may have ``max_bytes``; uploads under ``upload_prefixes`` ``upload_max_bytes``. Checked
+    at once when ``Content-Length`` says so, else while reading.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_prefixes: tuple[str, ...] = (),
+        upload_max_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.exempt_prefixes = exempt_prefixes
+        self.upload_prefixes = upload_prefixes
+        self.upload_max_bytes = upload_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, counting body bytes."""
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = bool(self.upload_prefixes) and scope["path"].startswith(self.upload_prefixes)
+        limit = self.upload_max_bytes if upload else self.max_bytes
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -27,9 +44,23 @@ class BodySizeLimit:
                 except ValueError:
                     await _reject(send, 400, "invalid Content-Length")
                     return
-                if declared > self.max_bytes:
-                    await _reject(send, 413, f"request body larger than {self.max_bytes} bytes")
+                if declared > limit:
+                    await _reject(send, 413, f"request body larger than {limit} bytes")
                     return
+        if upload:
+            # Uploads are large: stream them (counting) instead of buffering them here.
+            seen_upload = 0
+
+            async def counting() -> Message:
+                nonlocal seen_upload
+                message = await receive()
+                seen_upload += len(message.get("body", b""))
+                if seen_upload > limit:
+                    raise BodyTooLarge(f"upload larger than {limit} bytes")
+                return message
+
+            await self.app(scope, counting, send)
+            return
         # Read the whole body first (it is small: JSON and SDP), so an oversized one is refused before the
         # framework sees it -- FastAPI turns errors raised while it reads a body into a 400.
         messages: list[Message] = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.db.models import Account, ApiToken, App
+from roomtape.domain.secretbox import SecretBox
 from roomtape.domain.tokens import hash_api_token, new_api_token
 
 
@@ -18,6 +20,20 @@ class Credentials:
     account_id: str
     app_id: str
     api_token: str
+    api_secret: str | None = None
+    """Signs VideoSDK-style JWTs whose ``apikey`` is ``app_id``; shown once, stored sealed."""
+
+
+def new_api_secret() -> str:
+    """Return a new random app secret (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def set_api_secret(app: App, box: SecretBox) -> str:
+    """Give ``app`` a new API secret, stored sealed, and return it in clear. The caller commits."""
+    secret = new_api_secret()
+    app.api_secret = box.seal(secret)
+    return secret
 
 
 async def create_app(db: AsyncSession, account_id: str, name: str) -> App:
@@ -36,10 +52,12 @@ async def issue_token(db: AsyncSession, account_id: str, name: str = "") -> str:
     return token
 
 
-async def create_app_with_account(db: AsyncSession, name: str, account_id: str | None = None) -> Credentials:
+async def create_app_with_account(
+    db: AsyncSession, name: str, account_id: str | None = None, box: SecretBox | None = None
+) -> Credentials:
     """Create an app, in a new account unless ``account_id`` names an existing one, plus an API token.
 
-    The caller commits.
+    With ``box`` the app also gets an API secret (for VideoSDK-style JWTs). The caller commits.
 
     Raises:
         LookupError: ``account_id`` names no account.
@@ -52,8 +70,9 @@ async def create_app_with_account(db: AsyncSession, name: str, account_id: str |
     elif await db.get(Account, account_id) is None:
         raise LookupError(f"no account {account_id}")
     app = await create_app(db, account_id, name)
+    secret = set_api_secret(app, box) if box is not None else None
     token = await issue_token(db, account_id, name)
-    return Credentials(account_id=account_id, app_id=app.id, api_token=token)
+    return Credentials(account_id=account_id, app_id=app.id, api_token=token, api_secret=secret)
 
 
 async def count_apps(db: AsyncSession) -> int:

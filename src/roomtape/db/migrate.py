@@ -34,11 +34,12 @@ async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at, or ``None`` before the first migration."""
+    """The revision(s) the database is at (comma-separated if on several heads), or ``None`` before any."""
     from alembic.runtime.migration import MigrationContext
 
     def _get(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+        return ", ".join(sorted(heads)) or None
 
     async with engine.connect() as conn:
         return await conn.run_sync(_get)

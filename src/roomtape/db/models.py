@@ -86,6 +86,8 @@ class App(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    api_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Secret that signs VideoSDK-style JWTs (``apikey`` = app id), sealed with ``domain.secretbox``."""
 
 
 class ApiToken(Base):
@@ -240,12 +242,17 @@ class Recording(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Codecs, layout, max_seconds, file_name_prefix, webhook_url, bucket_dir_path, track filters."""
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    participant_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """Track recordings of one participant (VideoSDK): that participant; None for composite or whole-meeting."""
+    track_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Track recordings of one kind (VideoSDK): audio | video | screen_audio | screen_video."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
         Index("ix_recordings_app_invoked", "app_id", "invoked_time"),
         Index("ix_recordings_status", "status"),
+        Index("ix_recordings_meeting_kind_status", "meeting_id", "kind", "status"),
     )
 
 
@@ -293,3 +300,44 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TranscriptItem(Base):
+    """One message of a session's transcript (see ``roomtape.transcripts.model`` for the fields' meaning)."""
+
+    __tablename__ = "transcript_items"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(128))
+    """The item's own id (LiveKit's ``item_…``); unique within the session."""
+    kind: Mapped[str] = mapped_column(String(32))
+    """conversation_item_added | user_input_transcribed."""
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[list[str]] = mapped_column(JSON)
+    spoken_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
+    participant_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    speaker_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    channel: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    start: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Seconds on the session clock."""
+    end: Mapped[float | None] = mapped_column(Float, nullable=True)
+    start_epoch: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_epoch: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_epoch: Mapped[float] = mapped_column(Float)
+    """LiveKit's ``created_at`` (Unix seconds, server clock)."""
+    words: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    language: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    is_final: Mapped[bool] = mapped_column(Boolean, default=True)
+    utterance_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "item_id", name="uq_transcript_items_session_item"),
+        Index("ix_transcript_items_session_start", "session_id", "start_epoch"),
+    )

@@ -34,11 +34,13 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from roomtape.media.events import EventEmitter
 from roomtape.media.forward import ForwardTrack, TrackFanout
-from roomtape.media.sdp import parse_media_sections
+from roomtape.media.sdp import MediaSection, parse_media_sections
 from roomtape.media.tap import TappedReceiver, relay_keyframe_requests, tap_receiver
 
 __all__ = [
+    "FORWARDABLE_CODECS",
     "PREFERRED_CODECS",
+    "InvalidOfferError",
     "Participant",
     "ParticipantNotFoundError",
     "PublishedTrack",
@@ -48,6 +50,9 @@ __all__ = [
     "RoomEventName",
     "SubscribeResult",
     "TrackKind",
+    "UnsupportedCodecError",
+    "check_publish_offer",
+    "codecs_for_forwarding",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,12 +76,62 @@ PREFERRED_CODECS: Mapping[MediaKind, str] = {"audio": "audio/opus", "video": "vi
 """Codec put first in answers to publishers, per media kind (others stay acceptable after it)."""
 
 
+FORWARDABLE_CODECS: frozenset[str] = frozenset({"audio/opus", "video/vp8", "video/h264"})
+"""Lower-case MIME types roomtape accepts from publishers: aiortc can packetize them for subscribers and the
+recorder can write them (Opus and VP8 to WebM, H.264 to MKV). PCMU/PCMA would forward but not record."""
+
+
 class RoomError(Exception):
     """Base class of the room's errors: the request does not fit the room's current state."""
 
 
 class ParticipantNotFoundError(RoomError, LookupError):
     """No participant with this id is in the room."""
+
+
+class InvalidOfferError(RoomError, ValueError):
+    """The session description is malformed or has nothing to publish."""
+
+
+class UnsupportedCodecError(RoomError):
+    """A media section offers no codec roomtape can forward (e.g. only H.265 or only G.722)."""
+
+
+def check_publish_offer(offer_sdp: str) -> list[MediaSection]:
+    """Check that a publishing offer is a session description whose every sending section can be forwarded.
+
+    This runs before aiortc sees the offer: aiortc accepts some malformed text silently, and would answer a
+    section with no common codec by rejecting the whole description with a terse message.
+
+    Args:
+        offer_sdp: SDP offer text.
+
+    Returns:
+        The offer's audio and video sections that send media, in order.
+
+    Raises:
+        InvalidOfferError: if the text is not a session description or sends no audio or video.
+        UnsupportedCodecError: if a sending section offers no codec in :data:`FORWARDABLE_CODECS`.
+    """
+    lines = [line.strip() for line in offer_sdp.strip().splitlines()]
+    if not lines or lines[0] != "v=0" or not any(line.startswith("o=") for line in lines):
+        raise InvalidOfferError("malformed SDP: a session description starts with v=0 and has an o= line")
+    sections = parse_media_sections(offer_sdp)
+    sending = [s for s in sections if s.kind in ("audio", "video") and s.direction in ("sendrecv", "sendonly")]
+    if not sending:
+        raise InvalidOfferError("malformed SDP: no audio or video section sends media")
+    for section in sending:
+        if section.mid is None:
+            raise InvalidOfferError(f"malformed SDP: the {section.kind} section has no a=mid")
+        media_codecs = [c for c in section.codecs if c.lower().split("/")[1] not in ("rtx", "red", "ulpfec")]
+        if not any(c.lower() in FORWARDABLE_CODECS for c in media_codecs):
+            offered = ", ".join(media_codecs) or "none"
+            allowed = ", ".join(sorted(c for c in FORWARDABLE_CODECS if c.startswith(section.kind)))
+            raise UnsupportedCodecError(
+                f"no codec roomtape can forward: {section.kind} section {section.mid} offers {offered}; "
+                f"roomtape forwards {allowed}"
+            )
+    return sending
 
 
 @dataclass(eq=False)
@@ -144,13 +199,25 @@ class SubscribeResult:
 
 
 def _capabilities(media: MediaKind, first: str) -> list[RTCRtpCodecCapability]:
-    """All codecs aiortc can receive for ``media``, those of MIME type ``first`` in front, RTX kept."""
-    codecs = list(RTCRtpSender.getCapabilities(media).codecs)
+    """Forwardable codecs aiortc can receive for ``media``, those of MIME type ``first`` in front, RTX kept."""
+    codecs = [
+        c
+        for c in RTCRtpSender.getCapabilities(media).codecs
+        if c.mimeType.lower() in FORWARDABLE_CODECS or c.mimeType.lower() == "video/rtx"
+    ]
     return sorted(codecs, key=lambda c: c.mimeType.lower() != first.lower())
 
 
-def _only(media: MediaKind, mime_type: str) -> list[RTCRtpCodecCapability]:
-    """The codec ``mime_type`` (and RTX for video), nothing else."""
+def codecs_for_forwarding(media: MediaKind, mime_type: str) -> list[RTCRtpCodecCapability]:
+    """The codec ``mime_type`` (and RTX for video), nothing else: a subscriber gets the publisher's codec.
+
+    Args:
+        media: ``"audio"`` or ``"video"``.
+        mime_type: The publisher's negotiated codec, e.g. ``"video/VP8"``.
+
+    Returns:
+        Codec preferences for the forwarding transceiver.
+    """
     codecs = RTCRtpSender.getCapabilities(media).codecs
     return [c for c in codecs if c.mimeType.lower() in (mime_type.lower(), "video/rtx")]
 
@@ -229,10 +296,13 @@ class Room:
         Raises:
             ParticipantNotFoundError: if the participant has not joined.
             RoomError: if the participant already publishes.
+            InvalidOfferError: if the offer is malformed.
+            UnsupportedCodecError: if a section offers no forwardable codec.
         """
         participant = self._get(participant_id)
         if participant.publisher is not None:
             raise RoomError(f"participant {participant_id} already publishes")
+        check_publish_offer(offer_sdp)
         kinds = dict(track_kinds or {})
         pc = RTCPeerConnection(self._configuration)
         participant.publisher = pc
@@ -273,12 +343,16 @@ class Room:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception:
+        except Exception as exc:
             participant.publisher = None
             for published in pending:
                 await published.fanout.aclose()
             await pc.close()
-            raise
+            if isinstance(exc, RoomError):
+                raise
+            # aiortc reports a description it cannot apply with assorted exception types (ValueError,
+            # InvalidStateError, OperationError, ...): to the caller all of them mean a bad offer.
+            raise InvalidOfferError(f"malformed SDP: {exc or type(exc).__name__}") from exc
         answer = pc.localDescription.sdp
         chosen = {s.mid: s.codecs[0] for s in parse_media_sections(answer) if s.codecs}
         for published in pending:
@@ -337,7 +411,7 @@ class Room:
             forward = ForwardTrack(track.fanout.subscribe())
             forwards.append(forward)
             transceiver = pc.addTransceiver(forward, direction="sendonly")
-            transceiver.setCodecPreferences(_only(media, track.mime_type or PREFERRED_CODECS[media]))
+            transceiver.setCodecPreferences(codecs_for_forwarding(media, track.mime_type or PREFERRED_CODECS[media]))
             relay_keyframe_requests(transceiver.sender, track.fanout.request_keyframe)
             assigned.append((transceiver, track))
 

@@ -16,6 +16,7 @@ __all__ = [
     "SegmentEntry",
     "TrackKind",
     "TrackManifest",
+    "iso_ms",
     "load",
     "save",
     "segment_entry",
@@ -103,8 +104,12 @@ class TrackManifest(BaseModel):
     """Segment files in order."""
 
 
-def _iso(epoch_ms: int) -> str:
+def iso_ms(epoch_ms: int) -> str:
+    """Format ms since the Unix epoch as ISO 8601 UTC with millisecond precision and a ``Z``."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_iso = iso_ms
 
 
 def segment_entry(

@@ -54,6 +54,8 @@ class TrackRecorder:
         kind: Which of the participant's tracks.
         gap_seconds: A pause in non-empty frames longer than this ends the segment.
         on_keyframe_needed: Called to ask the publisher for a keyframe (send a PLI).
+        on_segment: Called (in the writer thread) with a segment's manifest entry when its first
+            frame is written (status "recording") and again when it closes (status "complete").
     """
 
     _MAX_REORDER_SECONDS = 0.5  # a backwards RTP step larger than this is a restart, not reordering
@@ -67,11 +69,13 @@ class TrackRecorder:
         *,
         gap_seconds: float = 2.0,
         on_keyframe_needed: Callable[[], None] | None = None,
+        on_segment: Callable[[SegmentEntry], None] | None = None,
     ) -> None:
         self.directory = track_directory(base_dir, session_id, participant_id, kind)
         self.kind: TrackKind = kind
         self._gap_seconds = gap_seconds
         self._on_keyframe_needed = on_keyframe_needed
+        self._on_segment = on_segment
         self._writer: TrackWriter | None = None
         self._index = 0
         self._split = False
@@ -225,3 +229,5 @@ class TrackRecorder:
         segments.append(entry)
         self._manifest = self._manifest.model_copy(update={"segments": segments})
         save(self._manifest, self.directory)
+        if self._on_segment is not None:
+            self._on_segment(entry)

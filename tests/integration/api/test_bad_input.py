@@ -151,3 +151,10 @@ def test_storage_secrets_are_write_only(api: httpx.Client, server: Server) -> No
         if server.database_url.startswith("sqlite"):
             raw = b"".join(p.read_bytes() for p in server.data_dir.glob("roomtape.db*"))
             assert plain.encode() not in raw
+
+
+def test_nul_bytes_in_text_are_bad_input_on_every_backend(api: httpx.Client) -> None:
+    # PostgreSQL cannot store NUL in text; the API refuses it everywhere (and says so in its OpenAPI schema).
+    assert_error(api.get("/meetings", params={"search": "a\x00b"}), 400, "search")
+    assert_error(api.post("/meetings", json={"title": "nul\x00title"}), 400, "title")
+    assert api.get("/meetings", params={"search": "nul"}).json()["paging"]["total_count"] == 0

@@ -12,6 +12,7 @@ from roomtape.api.auth import Caller, account_of
 from roomtape.api.context import get_db
 from roomtape.api.routers.realtimekit import schemas as s
 from roomtape.api.routers.realtimekit.convert import Page
+from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Envelope, ListEnvelope, paging
 from roomtape.db import accounts
 from roomtape.db.models import App
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/apps", tags=["app
 @router.get("", response_model=ListEnvelope[s.AppOut], summary="List apps")
 async def list_apps(
     page: Page = Depends(),
-    search: str | None = Query(None, max_length=255, description="Part of the app's name or its id"),
+    search: str | None = Query(None, max_length=255, pattern=NO_NUL, description="Part of the app's name or its id"),
     sort_order: Literal["ASC", "DESC"] = "DESC",
     caller: Caller = Depends(account_of),
     db: AsyncSession = Depends(get_db),

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Query
 
 from roomtape.api.routers.realtimekit import schemas as s
+from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.db.models import Meeting, Participant, Session, SessionParticipant, Webhook, utcnow
 from roomtape.domain.secretbox import redact
 from roomtape.errors import InvalidInput
@@ -40,7 +41,9 @@ def iso(value: datetime) -> str:
 
 def TimeQuery(description: str) -> Any:
     """A query parameter holding an ISO 8601 date-time (numbers are not accepted)."""
-    return Query(None, max_length=64, description=description, json_schema_extra={"format": "date-time"})
+    return Query(
+        None, max_length=64, pattern=NO_NUL, description=description, json_schema_extra={"format": "date-time"}
+    )
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:

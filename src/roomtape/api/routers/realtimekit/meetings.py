@@ -13,6 +13,7 @@ from roomtape.api.auth import app_of
 from roomtape.api.context import ServerContext, get_context, get_db
 from roomtape.api.routers.realtimekit import schemas as s
 from roomtape.api.routers.realtimekit.convert import Page, TimeQuery, meeting_out, parse_time, participant_out
+from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Envelope, ListEnvelope, paging
 from roomtape.db.models import App, Meeting, Participant, utcnow
 from roomtape.domain.ids import preset_id
@@ -96,7 +97,7 @@ async def create_meeting(
 @router.get("", response_model=ListEnvelope[s.MeetingOut], summary="List meetings")
 async def list_meetings(
     page: Page = Depends(),
-    search: str | None = Query(None, max_length=255, description="Meeting id, or part of its title"),
+    search: str | None = Query(None, max_length=255, pattern=NO_NUL, description="Meeting id, or part of its title"),
     start_time: str | None = TimeQuery("Created at or after (ISO 8601)"),
     end_time: str | None = TimeQuery("Created at or before (ISO 8601)"),
     status: Literal["ACTIVE", "INACTIVE"] | None = None,
@@ -131,7 +132,7 @@ async def list_meetings(
 @router.get("/{meeting_id}", response_model=Envelope[s.MeetingOut], summary="Get a meeting")
 async def get_meeting_by_id(
     meeting_id: str,
-    name: str | None = Query(None, max_length=255, description="Accepted for compatibility; unused"),
+    name: str | None = Query(None, max_length=255, pattern=NO_NUL, description="Accepted for compatibility; unused"),
     app: App = Depends(app_of),
     db: AsyncSession = Depends(get_db),
 ) -> Envelope[s.MeetingOut]:

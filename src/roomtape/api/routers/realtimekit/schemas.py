@@ -13,9 +13,12 @@ from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, 
 
 from roomtape.domain.enums import KEEP_ALIVE_MAX_SECS, KEEP_ALIVE_MIN_SECS, WebhookEvent
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"\S")]
-"""A name: 1..255 characters, at least one of them not white space."""
-Title = Annotated[str, StringConstraints(max_length=1024)]
+NO_NUL = r"^[^\x00]*$"
+"""Text may not hold NUL characters: PostgreSQL cannot store them, so neither backend accepts them."""
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+"""A name: 1..255 characters, at least one of them not white space, none of them NUL."""
+Title = Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)]
 KeepAlive = Annotated[float, Field(ge=KEEP_ALIVE_MIN_SECS, le=KEEP_ALIVE_MAX_SECS)]
 MeetingStatusName = Literal["ACTIVE", "INACTIVE"]
 
@@ -80,7 +83,9 @@ class Summarization(_Request):
 class Transcription(_Request):
     """Transcription settings."""
 
-    keywords: list[Annotated[str, StringConstraints(max_length=255)]] | None = Field(default=None, max_length=1000)
+    keywords: list[Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)]] | None = Field(
+        default=None, max_length=1000
+    )
     language: Literal["en-US", "en-IN", "de", "hi", "sv", "ru", "pl", "el", "fr", "nl"] | None = None
     profanity_filter: bool | None = None
 
@@ -112,7 +117,7 @@ class Watermark(_Request):
 
     position: Literal["left top", "right top", "left bottom", "right bottom"] | None = None
     size: WatermarkSize | None = None
-    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=NO_NUL)] | None = None
 
 
 class VideoConfig(_Request):
@@ -128,7 +133,7 @@ class VideoConfig(_Request):
 class LiveStreamingConfig(_Request):
     """Where to live stream (kept; live streaming is not part of roomtape)."""
 
-    rtmp_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    rtmp_url: Annotated[str, StringConstraints(max_length=2048, pattern=NO_NUL)] | None = None
 
 
 class BucketConfig(_Request):
@@ -144,17 +149,17 @@ class StorageConfigIn(_Request):
     """
 
     type: Literal["aws", "azure", "digitalocean", "gcs", "sftp"]
-    access_key: Annotated[str, StringConstraints(max_length=4096)] | None = None
-    secret: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    access_key: Annotated[str, StringConstraints(max_length=4096, pattern=NO_NUL)] | None = None
+    secret: Annotated[str, StringConstraints(max_length=4096, pattern=NO_NUL)] | None = None
     auth_method: Literal["KEY", "PASSWORD"] | None = None
-    bucket: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    host: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    password: Annotated[str, StringConstraints(max_length=4096)] | None = None
-    path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    bucket: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
+    host: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
+    password: Annotated[str, StringConstraints(max_length=4096, pattern=NO_NUL)] | None = None
+    path: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
     port: Annotated[float, Field(ge=1, le=65535)] | None = None
-    private_key: Annotated[str, StringConstraints(max_length=65536)] | None = None
-    region: Annotated[str, StringConstraints(max_length=255)] | None = None
-    username: Annotated[str, StringConstraints(max_length=255)] | None = None
+    private_key: Annotated[str, StringConstraints(max_length=65536, pattern=NO_NUL)] | None = None
+    region: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
+    username: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
 
     # The same rules as the validator below, in the OpenAPI document (JSON Schema if/then).
     model_config = ConfigDict(
@@ -216,7 +221,7 @@ class RecordingConfigIn(_Request):
     """A meeting's default recording settings."""
 
     audio_config: AudioConfig | None = None
-    file_name_prefix: Annotated[str, StringConstraints(max_length=255)] | None = None
+    file_name_prefix: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     live_streaming_config: LiveStreamingConfig | None = None
     max_seconds: Annotated[float, Field(ge=60, le=86400)] | None = None
     realtimekit_bucket_config: BucketConfig | None = None
@@ -284,7 +289,7 @@ class MeetingOut(BaseModel):
 
 
 # -------------------------------------------------------------------------------------- participants
-Picture = Annotated[str, StringConstraints(max_length=2048)]
+Picture = Annotated[str, StringConstraints(max_length=2048, pattern=NO_NUL)]
 
 
 class ParticipantCreate(_Request):
@@ -292,14 +297,14 @@ class ParticipantCreate(_Request):
 
     custom_participant_id: Name
     preset_name: Name
-    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    name: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     picture: Picture | None = None
 
 
 class ParticipantUpdate(_Request):
     """Body of "edit participant"."""
 
-    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    name: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     picture: Picture | None = None
     preset_name: Name | None = None
 
@@ -408,10 +413,10 @@ class SessionParticipantDetail(BaseModel):
 class KickRequest(_Request):
     """Body of "kick participants": ids, custom ids, or both."""
 
-    participant_ids: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(
+    participant_ids: list[Annotated[str, StringConstraints(max_length=64, pattern=NO_NUL)]] | None = Field(
         default=None, max_length=1000
     )
-    custom_participant_ids: list[Annotated[str, StringConstraints(max_length=255)]] | None = Field(
+    custom_participant_ids: list[Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)]] | None = Field(
         default=None, max_length=1000
     )
 

@@ -19,6 +19,7 @@ from roomtape.api.routers.realtimekit.convert import (
     session_out,
     session_participant_out,
 )
+from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Paging, paging
 from roomtape.db.models import App, Meeting, Session, SessionParticipant, utcnow
 from roomtape.errors import NotFound
@@ -73,12 +74,16 @@ async def get_session(db: AsyncSession, app: App, session_id: str) -> tuple[Sess
 @router.get("", response_model=SessionListResponse, summary="List sessions")
 async def list_sessions(
     page: Page = Depends(),
-    associated_id: str | None = Query(None, max_length=64, description="Only sessions of this meeting"),
-    search: str | None = Query(None, max_length=255, description="Session id, or part of the meeting title"),
+    associated_id: str | None = Query(None, max_length=64, pattern=NO_NUL, description="Only sessions of this meeting"),
+    search: str | None = Query(
+        None, max_length=255, pattern=NO_NUL, description="Session id, or part of the meeting title"
+    ),
     start_time: str | None = TimeQuery("Started at or after (ISO 8601)"),
     end_time: str | None = TimeQuery("Started at or before (ISO 8601)"),
     status: Literal["LIVE", "ENDED"] | None = None,
-    participants: str | None = Query(None, max_length=255, description="Accepted for compatibility; unused"),
+    participants: str | None = Query(
+        None, max_length=255, pattern=NO_NUL, description="Accepted for compatibility; unused"
+    ),
     sort_by: Literal["minutesConsumed", "createdAt"] = "createdAt",
     sort_order: Literal["ASC", "DESC"] = "DESC",
     app: App = Depends(app_of),
@@ -128,7 +133,7 @@ async def list_session_participants(
     session_id: str,
     page: Page = Depends(),
     include_peer_events: bool = False,
-    search: str | None = Query(None, max_length=255, description="Part of the display name, or an id"),
+    search: str | None = Query(None, max_length=255, pattern=NO_NUL, description="Part of the display name, or an id"),
     sort_by: Literal["joinedAt", "duration"] = "joinedAt",
     sort_order: Literal["ASC", "DESC"] = "ASC",
     view: Literal["raw", "consolidated"] = "raw",

@@ -1,0 +1,477 @@
+"""Signaling: WHIP for publishing (RFC 9725) and a WebSocket per participant for the room.
+
+``POST /v1/meetings/{meeting_id}/whip`` takes an SDP offer (``application/sdp``, the participant token as
+Bearer) and answers ``201 Created`` with the SDP answer and a ``Location`` to ``DELETE`` when leaving. ICE is
+not trickled: the answer carries every candidate, and ``PATCH`` is not offered (405).
+
+``GET /v1/meetings/{meeting_id}/ws?token=...`` is the full participant: room events, publishing, and a
+server-offered downlink that is renegotiated whenever the others' tracks change. The message protocol is
+written down in ``docs/signaling.md``; this module is its reference implementation.
+
+The mapping onto the media plane is thin: :class:`~roomtape.media.presence.Presence` for joins, leaves and
+kicks, :class:`~roomtape.media.room.Room` for publishing and mutes, :class:`~roomtape.media.downlink.Downlink`
+for receiving. Errors of those layers become HTTP statuses (WHIP) or ``error`` messages and close codes
+(WebSocket) here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final, cast, get_args
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from roomtape.api.context import ServerContext, get_context
+from roomtape.db.models import Meeting, Participant
+from roomtape.domain.enums import MeetingStatus
+from roomtape.domain.tokens import verify_participant_token
+from roomtape.errors import Conflict, Forbidden, InvalidInput, NotFound, RoomtapeError, Unauthenticated
+from roomtape.media.downlink import Downlink, DownlinkOffer
+from roomtape.media.ice import parse_addresses, use_host_addresses
+from roomtape.media.presence import DisconnectReason, Membership, Presence
+from roomtape.media.room import (
+    PublishedTrack,
+    RoomError,
+    RoomEvent,
+    RoomEventName,
+    TrackKind,
+    check_publish_offer,
+)
+
+__all__ = ["CLOSE_CODES", "parse_track_kinds", "participant_json", "router", "start_presence", "track_json"]
+
+log = logging.getLogger(__name__)
+
+# Kept out of the OpenAPI document: it describes the API-token (Bearer) REST API, and these endpoints take a
+# participant token and SDP instead; docs/signaling.md is their reference.
+router = APIRouter(prefix="/v1/meetings/{meeting_id}", tags=["signaling"], include_in_schema=False)
+
+SDP_MEDIA_TYPE: Final = "application/sdp"
+TRACK_KINDS_HEADER: Final = "X-Roomtape-Track-Kinds"
+_TRACK_KINDS: Final = frozenset(get_args(TrackKind))
+
+CLOSE_CODES: Final[Mapping[str, int]] = {
+    "left": 1000,
+    "shutdown": 1001,
+    "kicked": 4001,
+    "replaced": 4002,
+    "bad_request": 4400,
+    "unauthenticated": 4401,
+    "forbidden": 4403,
+    "not_found": 4404,
+    "conflict": 4409,
+}
+"""WebSocket close codes; 44xx mirror the HTTP statuses of the same errors (4000-4999 are for apps)."""
+
+_ERROR_CLOSE: Final[Mapping[type[RoomtapeError], int]] = {
+    InvalidInput: CLOSE_CODES["bad_request"],
+    Unauthenticated: CLOSE_CODES["unauthenticated"],
+    Forbidden: CLOSE_CODES["forbidden"],
+    NotFound: CLOSE_CODES["not_found"],
+    Conflict: CLOSE_CODES["conflict"],
+}
+
+_CORS: Final = {
+    # WHIP clients in browsers post cross-origin and must read Location from the response.
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, ETag, Accept-Post",
+}
+
+
+def start_presence(app: FastAPI, ctx: ServerContext) -> Presence:
+    """Create the process's :class:`Presence`, register its kick hook and keep it on ``app.state``.
+
+    Called from the app's lifespan once the context is built.
+
+    Args:
+        app: The ASGI app.
+        ctx: Its server context.
+
+    Returns:
+        The presence registry (also at ``app.state.presence``).
+    """
+    use_host_addresses(parse_addresses(ctx.settings.ice_host_addresses))
+    presence = Presence(ctx.sessions, ctx.media, keep_alive_scale=ctx.settings.session_keep_alive_scale)
+    ctx.kick_hooks.append(presence.kick)
+    app.state.presence = presence
+    return presence
+
+
+def _presence(app: Any) -> Presence:
+    presence = app.state.presence
+    if not isinstance(presence, Presence):  # pragma: no cover - wiring error
+        raise RuntimeError("start_presence() was not called in the lifespan")
+    return presence
+
+
+async def _authorize(ctx: ServerContext, token: str | None, meeting_id: str) -> Participant:
+    """The participant a join token names, if it may join ``meeting_id`` now.
+
+    Raises:
+        Unauthenticated: no token, a bad or expired one, a deleted participant, or a revoked token.
+        Forbidden: the token is for another meeting.
+        Conflict: the meeting is INACTIVE.
+    """
+    if not token:
+        raise Unauthenticated("a participant token is required")
+    claims = verify_participant_token(ctx.secret_key, token)
+    if claims.meeting_id != meeting_id:
+        raise Forbidden("participant token is for another meeting")
+    async with ctx.sessions() as db:
+        participant = await db.get(Participant, claims.participant_id)
+        meeting = await db.get(Meeting, meeting_id)
+        if participant is None or participant.meeting_id != meeting_id:
+            raise Unauthenticated("participant no longer exists")
+        if participant.token_version != claims.version:
+            raise Unauthenticated("participant token was revoked: a newer one was issued")
+        if meeting is None or meeting.app_id != claims.app_id:
+            raise Unauthenticated("participant token does not match the meeting")
+        if meeting.status != MeetingStatus.ACTIVE:
+            raise Conflict("meeting is INACTIVE and refuses joins")
+        return participant
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def parse_track_kinds(value: str | None) -> dict[str, TrackKind]:
+    """Parse ``mid:kind`` pairs (``"1:screen_video,2:screen_audio"``) labelling a WHIP offer's sections.
+
+    Args:
+        value: The ``kinds`` query parameter or the ``X-Roomtape-Track-Kinds`` header.
+
+    Returns:
+        Kind per media id.
+
+    Raises:
+        InvalidInput: on a malformed pair or an unknown kind.
+    """
+    kinds: dict[str, TrackKind] = {}
+    for pair in (value or "").split(","):
+        if not pair.strip():
+            continue
+        mid, sep, kind = pair.strip().partition(":")
+        if not sep or not mid or kind not in _TRACK_KINDS:
+            raise InvalidInput(f"track kinds: expected mid:kind with kind one of {sorted(_TRACK_KINDS)}, got {pair!r}")
+        kinds[mid] = cast(TrackKind, kind)
+    return kinds
+
+
+# --------------------------------------------------------------------------------------------------
+# WHIP
+
+
+@router.options("/whip", include_in_schema=False)
+@router.options("/whip/{resource_id}", include_in_schema=False)
+async def whip_options() -> Response:
+    """Tell WHIP clients (and browsers' CORS preflight) what the endpoint accepts."""
+    return Response(
+        status_code=204,
+        headers={
+            **_CORS,
+            "Allow": "POST, DELETE, OPTIONS",
+            "Accept-Post": SDP_MEDIA_TYPE,
+            "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": f"Authorization, Content-Type, {TRACK_KINDS_HEADER}",
+        },
+    )
+
+
+@router.post(
+    "/whip",
+    status_code=201,
+    summary="Publish with WHIP",
+    response_class=Response,
+    responses={201: {"content": {SDP_MEDIA_TYPE: {}}, "description": "SDP answer; Location names the resource"}},
+)
+async def whip_publish(
+    meeting_id: str,
+    request: Request,
+    kinds: str | None = Query(None, description="Labels for screen tracks, e.g. `1:screen_video,2:screen_audio`"),
+) -> Response:
+    """Join the meeting as a publish-only participant with an SDP offer; non-trickle ICE."""
+    ctx = get_context(request)
+    participant = await _authorize(ctx, _bearer(request), meeting_id)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != SDP_MEDIA_TYPE:
+        return Response(
+            json.dumps({"success": False, "error": {"code": 415, "message": "Content-Type must be application/sdp"}}),
+            status_code=415,
+            media_type="application/json",
+            headers={"Accept-Post": SDP_MEDIA_TYPE},
+        )
+    try:
+        offer = (await request.body()).decode("utf-8")
+        check_publish_offer(offer)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"malformed SDP: not UTF-8 text ({exc})") from exc
+    except RoomError as exc:
+        raise InvalidInput(str(exc)) from exc
+    track_kinds = parse_track_kinds(kinds or request.headers.get(TRACK_KINDS_HEADER))
+
+    presence = _presence(request.app)
+    membership = await presence.join(meeting_id, participant.id)
+    try:
+        answer = await membership.room.publish(participant.id, offer, track_kinds=track_kinds)
+    except RoomError as exc:
+        await presence.leave(membership)
+        raise InvalidInput(str(exc)) from exc
+    _leave_when_publisher_fails(presence, membership)
+    location = f"/v1/meetings/{meeting_id}/whip/{membership.id}"
+    return Response(
+        answer,
+        status_code=201,
+        media_type=SDP_MEDIA_TYPE,
+        headers={**_CORS, "Location": location, "ETag": f'"{membership.id}"'},
+    )
+
+
+def _leave_when_publisher_fails(presence: Presence, membership: Membership) -> None:
+    """A WHIP client that vanishes without DELETE leaves when ICE consent fails."""
+    publisher = membership.room.participants[membership.participant_id].publisher
+    if publisher is None:  # pragma: no cover - publish() sets it
+        return
+
+    @publisher.on("connectionstatechange")
+    async def on_state() -> None:
+        if publisher.connectionState in ("failed", "closed") and not membership.left:
+            await presence.leave(membership)
+
+
+@router.delete("/whip/{resource_id}", summary="Stop a WHIP publication (leave)")
+async def whip_delete(meeting_id: str, resource_id: str, request: Request) -> Response:
+    """End the WHIP session: the participant leaves the meeting."""
+    ctx = get_context(request)
+    token = _bearer(request)
+    if not token:
+        raise Unauthenticated("a participant token is required")
+    claims = verify_participant_token(ctx.secret_key, token)
+    if claims.meeting_id != meeting_id:
+        raise Forbidden("participant token is for another meeting")
+    presence = _presence(request.app)
+    membership = presence.get(resource_id)
+    if membership is None or membership.meeting_id != meeting_id:
+        raise NotFound("no such WHIP session")
+    if membership.participant_id != claims.participant_id:
+        raise Forbidden("this WHIP session belongs to another participant")
+    await presence.leave(membership)
+    return Response(status_code=200, headers=_CORS)
+
+
+# --------------------------------------------------------------------------------------------------
+# WebSocket
+
+
+def participant_json(participant_id: str, name: str | None) -> dict[str, Any]:
+    """A participant in messages: ``{id, name}``."""
+    return {"id": participant_id, "name": name}
+
+
+def track_json(track: PublishedTrack) -> dict[str, Any]:
+    """A track in messages: ``{id, participant_id, kind, muted}``."""
+    return {"id": track.id, "participant_id": track.participant_id, "kind": track.kind, "muted": track.muted}
+
+
+class _Connection:
+    """One participant's signaling WebSocket, from welcome to leave."""
+
+    def __init__(self, websocket: WebSocket, presence: Presence, membership: Membership) -> None:
+        self._ws = websocket
+        self._presence = presence
+        self._membership = membership
+        self._room = membership.room
+        self._me = membership.participant_id
+        self._out: asyncio.Queue[dict[str, Any] | int] = asyncio.Queue()
+        self._handlers: list[tuple[RoomEventName, Callable[[RoomEvent], object]]] = []
+        self._downlink: Downlink | None = None
+        membership.on_disconnect = self._disconnected
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message; the writer task sends them in order."""
+        self._out.put_nowait(message)
+
+    def close(self, code: int) -> None:
+        """Queue a close after the messages already queued."""
+        self._out.put_nowait(code)
+
+    def welcome(self) -> None:
+        """Queue the welcome, and from now on every room event (nothing can happen in between: no await)."""
+        room = self._room
+        self.send(
+            {
+                "type": "welcome",
+                "participant_id": self._me,
+                "session_id": self._membership.session_id,
+                "participants": [
+                    participant_json(p.id, p.name) for p in room.participants.values() if p.id != self._me
+                ],
+                "tracks": [track_json(t) for t in room.tracks() if t.participant_id != self._me],
+            }
+        )
+        self._listen("participant_joined", lambda e: {"type": "participant_joined", "participant": self._who(e)})
+        self._listen("participant_left", lambda e: {"type": "participant_left", "participant_id": e.participant_id})
+        self._listen("track_published", lambda e: {"type": "track_published", "track": self._track(e)})
+        self._listen("track_unpublished", lambda e: {"type": "track_unpublished", "track_id": self._track(e)["id"]})
+        self._listen("track_muted", lambda e: {"type": "track_muted", "track_id": self._track(e)["id"]})
+        self._listen("track_unmuted", lambda e: {"type": "track_unmuted", "track_id": self._track(e)["id"]})
+        self._downlink = Downlink(room, self._me, self._offer)
+        self._downlink.start()
+
+    def _who(self, event: RoomEvent) -> dict[str, Any]:
+        participant = self._room.participants.get(event.participant_id)
+        return participant_json(event.participant_id, participant.name if participant else None)
+
+    @staticmethod
+    def _track(event: RoomEvent) -> dict[str, Any]:
+        assert event.track is not None
+        return track_json(event.track)
+
+    def _listen(self, name: RoomEventName, build: Callable[[RoomEvent], dict[str, Any]]) -> None:
+        def handler(event: RoomEvent) -> None:
+            if event.participant_id != self._me:  # your own events are answers to your own requests
+                self.send(build(event))
+
+        self._room.events.on(name, handler)
+        self._handlers.append((name, handler))
+
+    async def _offer(self, offer: DownlinkOffer) -> None:
+        self.send(
+            {
+                "type": "offer",
+                "sdp": offer.sdp,
+                "tracks": {
+                    mid: {"track_id": t.track_id, "participant_id": t.participant_id, "kind": t.kind}
+                    for mid, t in offer.tracks.items()
+                },
+            }
+        )
+
+    async def _disconnected(self, reason: DisconnectReason) -> None:
+        if reason == "kicked":
+            self.send({"type": "kicked"})
+        elif reason == "replaced":
+            self.send({"type": "error", "message": "replaced by a newer connection of the same participant"})
+        self.close(CLOSE_CODES[reason])
+
+    async def write(self) -> None:
+        """Send queued messages until a close code is queued."""
+        while True:
+            item = await self._out.get()
+            if isinstance(item, int):
+                if self._ws.client_state == WebSocketState.CONNECTED:
+                    await self._ws.close(item)
+                return
+            await self._ws.send_text(json.dumps(item))
+
+    async def read(self) -> None:
+        """Handle client messages until ``leave`` or disconnect."""
+        while True:
+            raw = await self._ws.receive_text()
+            try:
+                message = json.loads(raw)
+                if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                    raise InvalidInput("a message is a JSON object with a string 'type'")
+                if message["type"] == "leave":
+                    self.close(CLOSE_CODES["left"])
+                    return
+                await self._handle(message)
+            except (RoomtapeError, RoomError, ValueError) as exc:
+                text = exc.message if isinstance(exc, RoomtapeError) else str(exc)
+                self.send({"type": "error", "message": text, "request": _request_type(raw)})
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "publish":
+            sdp = _string(message, "sdp")
+            kinds = message.get("kinds") or {}
+            if not isinstance(kinds, dict) or any(v not in _TRACK_KINDS for v in kinds.values()):
+                raise InvalidInput(f"publish: kinds maps mids to one of {sorted(_TRACK_KINDS)}")
+            answer = await self._room.publish(self._me, sdp, track_kinds={str(k): v for k, v in kinds.items()})
+            mine = self._room.participants[self._me].tracks.values()
+            self.send(
+                {
+                    "type": "publish_answer",
+                    "sdp": answer,
+                    "tracks": {t.mid or "": {"track_id": t.id, "kind": t.kind} for t in mine},
+                }
+            )
+        elif kind == "answer":
+            if self._downlink is None:  # pragma: no cover - made in welcome()
+                raise InvalidInput("no offer was made")
+            await self._downlink.accept_answer(_string(message, "sdp"))
+        elif kind == "mute":
+            muted = message.get("muted")
+            if not isinstance(muted, bool):
+                raise InvalidInput("mute: 'muted' must be true or false")
+            self._room.set_muted(self._me, _string(message, "track_id"), muted)
+        else:
+            raise InvalidInput(f"unknown message type {kind!r}")
+
+    async def finish(self) -> None:
+        """Stop listening, close the downlink and leave the room."""
+        for name, handler in self._handlers:
+            self._room.events.off(name, handler)
+        if self._downlink is not None:
+            await self._downlink.aclose()
+        await self._presence.leave(self._membership)
+
+
+def _string(message: Mapping[str, Any], key: str) -> str:
+    value = message.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{message.get('type')}: '{key}' must be a non-empty string")
+    return value
+
+
+def _request_type(raw: str) -> str | None:
+    with contextlib.suppress(ValueError, AttributeError):
+        value = json.loads(raw).get("type")
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def _refuse(websocket: WebSocket, exc: RoomtapeError) -> None:
+    code = next((c for cls, c in _ERROR_CLOSE.items() if isinstance(exc, cls)), 1011)
+    await websocket.send_text(json.dumps({"type": "error", "message": exc.message}))
+    await websocket.close(code)
+
+
+@router.websocket("/ws")
+async def signaling_socket(websocket: WebSocket, meeting_id: str, token: str | None = None) -> None:
+    """The participant's signaling connection; the protocol is in ``docs/signaling.md``."""
+    # Accept first: a browser only sees a close code (and our error message) on an accepted socket.
+    await websocket.accept()
+    ctx: ServerContext = websocket.app.state.ctx
+    presence = _presence(websocket.app)
+    try:
+        participant = await _authorize(ctx, token, meeting_id)
+        membership = await presence.join(meeting_id, participant.id)
+    except RoomtapeError as exc:
+        await _refuse(websocket, exc)
+        return
+    connection = _Connection(websocket, presence, membership)
+    connection.welcome()
+    writer = asyncio.create_task(connection.write(), name="roomtape-ws-writer")
+    reader = asyncio.create_task(connection.read(), name="roomtape-ws-reader")
+    try:
+        # The writer ends after a close (leave, kick, replacement); the reader when the client goes.
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+            await reader
+        await connection.finish()
+        if not writer.done():
+            connection.close(CLOSE_CODES["left"])
+            with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect, Exception):
+                await asyncio.wait_for(writer, 2.0)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer

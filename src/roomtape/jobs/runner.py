@@ -1,0 +1,128 @@
+"""The in-process job runner (embedded default): uploads and webhook delivery as tasks of the server.
+
+Every job is re-derived from the database at start-up: recordings in ``UPLOADING`` are uploaded again
+(idempotent), and the outbox's undelivered events are simply what the deliverer reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from sqlalchemy import select
+
+from roomtape.db.models import Recording
+from roomtape.errors import RoomtapeError
+from roomtape.jobs.deps import JobDeps
+from roomtape.jobs.upload import upload_recording
+from roomtape.webhooks.delivery import Deliverer
+
+log = logging.getLogger(__name__)
+
+UPLOAD_RETRY_MAX_SECS = 60.0
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before retrying an upload after ``attempt`` failures: 0.5 s doubling, capped at 60 s."""
+    return float(min(UPLOAD_RETRY_MAX_SECS, 0.5 * 2 ** min(attempt, 16)))
+
+
+class JobRunner(Protocol):
+    """What the server (and the recording engine) submits jobs to."""
+
+    async def start(self) -> None:
+        """Start, resuming every unfinished job found in the database."""
+        ...
+
+    async def submit_upload(self, recording_id: str) -> None:
+        """Upload a recording that is ``UPLOADING`` (retried until it is uploaded or fails for good)."""
+        ...
+
+    def events_committed(self) -> None:
+        """Tell the deliverer new outbox events were committed (delivery also polls)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop; unfinished jobs are resumed at the next start."""
+        ...
+
+
+async def uploading_ids(deps: JobDeps) -> list[str]:
+    """Recordings whose upload is unfinished."""
+    async with deps.sessions() as db:
+        return list(await db.scalars(select(Recording.id).where(Recording.status == "UPLOADING")))
+
+
+async def upload_until_done(deps: JobDeps, recording_id: str) -> None:
+    """Run :func:`upload_recording` until it no longer fails with a retryable error."""
+    attempt = 0
+    while True:
+        try:
+            await upload_recording(deps, recording_id)
+            return
+        except RoomtapeError as exc:
+            if not exc.retryable:
+                raise
+        except Exception:
+            log.exception("upload of recording %s failed unexpectedly; retrying", recording_id)
+        await asyncio.sleep(retry_delay(attempt))
+        attempt += 1
+
+
+class InProcessRunner:
+    """Jobs as asyncio tasks of the server process."""
+
+    def __init__(self, deps: JobDeps, deliver: bool = True) -> None:
+        self._deps = deps
+        self._uploads: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self._deliverer = Deliverer(deps.sessions, deps.settings, deps.secret_key, deps.box) if deliver else None
+        self._delivery_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Resume uploads and start delivering webhooks."""
+        for recording_id in await uploading_ids(self._deps):
+            await self.submit_upload(recording_id)
+        if self._deliverer is not None:
+            self._delivery_task = asyncio.create_task(self._deliverer.run(self._stop), name="webhook-delivery")
+
+    async def submit_upload(self, recording_id: str) -> None:
+        """Start the upload unless it is already running."""
+        running = self._uploads.get(recording_id)
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(self._upload(recording_id), name=f"upload-{recording_id}")
+        self._uploads[recording_id] = task
+
+    async def _upload(self, recording_id: str) -> None:
+        try:
+            await upload_until_done(self._deps, recording_id)
+        finally:
+            self.events_committed()
+
+    def events_committed(self) -> None:
+        """Wake the deliverer."""
+        if self._deliverer is not None:
+            self._deliverer.wake()
+
+    async def stop(self) -> None:
+        """Cancel running jobs (they resume at the next start) and close the HTTP client."""
+        self._stop.set()
+        tasks = [t for t in self._uploads.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if self._delivery_task is not None:
+            tasks.append(self._delivery_task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._deliverer is not None:
+            await self._deliverer.aclose()
+
+
+def make_runner(deps: JobDeps) -> JobRunner:
+    """The distributed runner when ``broker_url`` is set, else the in-process one."""
+    if deps.settings.broker_url:
+        from roomtape.jobs.distributed import DistributedRunner
+
+        return DistributedRunner(deps)
+    return InProcessRunner(deps)

@@ -1,0 +1,262 @@
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from roomtape.recording.compose.timeline import Segment, Timeline
+
+__all__ = ["MIX_RATE", "AudioSource", "Limiter", "Samples", "SpeakerDetector", "level_db"]
+
+log = logging.getLogger(__name__)
+
+Samples = npt.NDArray[np.float32]
+"""Planar float samples, shape (channels, n), full scale ±1."""
+
+MIX_RATE: Final = 48000
+"""Sample rate of the mix (Opus's own rate: no resampling on the way in)."""
+
+_SILENCE_DB: Final = -60.0
+
+
+def level_db(samples: Samples | None) -> float:
+    """RMS level in dBFS (-60 for silence or no samples)."""
+    if samples is None or not samples.size:
+        return _SILENCE_DB
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return max(_SILENCE_DB, 20 * np.log10(rms)) if rms > 0 else _SILENCE_DB
+
+
+class AudioSource:
+    """One participant track's audio on the mix clock, decoded as it is read.
+
+    Segments are opened one at a time, in order, only when a read reaches them; segments that end
+    before a read are never decoded (paused spans cost nothing). Each decoded frame is placed at
+    the segment's wall-clock start plus its pts, so gaps inside a segment stay silent.
+
+    Reads must move forward (non-decreasing start); memory is a few frames.
+
+    Args:
+        segments: The track's segments, sorted by start.
+        timeline: The output timeline (for the mix clock).
+        channels: 1 (downmixed) or 2 (stereo; mono sources are duplicated).
+    """
+
+    def __init__(self, segments: Sequence[Segment], timeline: Timeline, channels: int) -> None:
+        self._segments = list(segments)
+        self._next_segment = 0
+        self._timeline = timeline
+        self._channels = channels
+        self._decoder: Iterator[tuple[int, Samples]] | None = None
+        self._buffer: list[tuple[int, Samples]] = []
+        self._decoded_until = -(1 << 62)
+        self._resampler: av.AudioResampler | None = None
+
+    def read(self, start: int, count: int) -> Samples | None:
+        """Samples for a range of the mix clock.
+
+        Args:
+            start: First wall-clock sample (see `Timeline.wall_sample`).
+            count: How many samples.
+
+        Returns:
+            (channels, count) float32, or None if the track has nothing in the range.
+        """
+        end = start + count
+        self._buffer = [(pos, arr) for pos, arr in self._buffer if pos + arr.shape[1] > start]
+        self._fill(start, end)
+        out: Samples | None = None
+        for pos, arr in self._buffer:
+            lo, hi = max(pos, start), min(pos + arr.shape[1], end)
+            if lo >= hi:
+                continue
+            if out is None:
+                out = np.zeros((self._channels, count), np.float32)
+            out[:, lo - start : hi - start] = arr[:, lo - pos : hi - pos]
+        return out
+
+    def close(self) -> None:
+        """Release the open segment, if any."""
+        if self._decoder is not None:
+            close = getattr(self._decoder, "close", None)
+            if close is not None:
+                close()
+            self._decoder = None
+
+    def _fill(self, start: int, end: int) -> None:
+        while self._decoded_until < end:
+            if self._decoder is None:
+                segment = self._open_next(start, end)
+                if segment is None:
+                    return
+                continue
+            try:
+                pos, arr = next(self._decoder)
+            except StopIteration:
+                self._decoder = None
+                continue
+            if pos + arr.shape[1] > start:  # frames skipped over (a paused span) are dropped at once
+                self._buffer.append((pos, arr))
+            self._decoded_until = max(self._decoded_until, pos + arr.shape[1])
+
+    def _open_next(self, start: int, end: int) -> Segment | None:
+        timeline = self._timeline
+        while self._next_segment < len(self._segments):
+            segment = self._segments[self._next_segment]
+            if timeline.wall_sample(segment.end_ms) <= start:
+                self._next_segment += 1  # wholly before the read: never decoded
+                continue
+            if timeline.wall_sample(segment.start_ms) >= end:
+                return None  # not reached yet
+            self._next_segment += 1
+            self._decoder = self._decode(segment)
+            self._decoded_until = max(self._decoded_until, timeline.wall_sample(segment.start_ms))
+            return segment
+        return None
+
+    def _decode(self, segment: Segment) -> Iterator[tuple[int, Samples]]:
+        origin = self._timeline.wall_sample(segment.start_ms)
+        try:
+            with av.open(str(segment.path)) as container:
+                stream = container.streams.audio[0]
+                resampler = av.AudioResampler(format="fltp", rate=MIX_RATE)
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    pos = origin + round(frame.pts * (frame.time_base or 0) * MIX_RATE)
+                    for out in resampler.resample(frame):
+                        arr: Samples = out.to_ndarray().astype(np.float32, copy=False)
+                        yield pos, self._map_channels(arr)
+                        pos += arr.shape[1]
+        except av.FFmpegError as exc:  # a truncated or damaged file: keep what decoded
+            log.warning("%s: audio decoding stopped: %s", segment.path, exc)
+
+    def _map_channels(self, arr: Samples) -> Samples:
+        have = arr.shape[0]
+        if have == self._channels:
+            return arr
+        if self._channels == 1:
+            mono: Samples = arr.mean(axis=0, keepdims=True, dtype=np.float32)
+            return mono
+        return np.repeat(arr[:1], self._channels, axis=0) if have == 1 else arr[: self._channels]
+
+
+class Limiter:
+    """A linked peak limiter: scales the mix down where it would clip, and recovers slowly.
+
+    Summing voices can exceed full scale; hard clipping then sounds harsh. The gain drops at
+    once (ramped over the first ``attack`` samples of a block) to keep the block's peak under
+    ``ceiling`` and recovers towards 1 with a ``release_seconds`` time constant. Whatever
+    still exceeds ±1 during the attack ramp is clipped.
+
+    Args:
+        ceiling: The peak the output is held under.
+        release_seconds: Time constant of the gain's recovery.
+        rate: Sample rate.
+    """
+
+    def __init__(self, ceiling: float = 0.98, release_seconds: float = 0.25, rate: int = MIX_RATE) -> None:
+        self._ceiling = ceiling
+        self._release = release_seconds * rate
+        self._attack = rate // 500  # 2 ms
+        self._gain = 1.0
+
+    def process(self, mix: Samples) -> Samples:
+        """Limit one block in place.
+
+        Args:
+            mix: (channels, n) samples.
+
+        Returns:
+            The same array, limited.
+        """
+        n = mix.shape[1]
+        if not n:
+            return mix
+        peak = float(np.max(np.abs(mix)))
+        wanted = min(1.0, self._ceiling / peak) if peak > 0 else 1.0
+        if wanted < self._gain:
+            target = wanted
+            ramp_len = min(self._attack, n)
+        else:
+            target = self._gain + (wanted - self._gain) * (1 - np.exp(-n / self._release))
+            ramp_len = n
+        if target == 1.0 and self._gain == 1.0:
+            return mix
+        gain = np.full(n, target, np.float32)
+        gain[:ramp_len] = np.linspace(self._gain, target, ramp_len, endpoint=False, dtype=np.float32)
+        mix *= gain
+        np.clip(mix, -1.0, 1.0, out=mix)
+        self._gain = float(target)
+        return mix
+
+
+class SpeakerDetector:
+    """Picks the active speaker from audio levels, with hold and hysteresis.
+
+    Levels are smoothed (exponential, ``smoothing_seconds``). The speaker changes only when
+    someone else is louder by ``margin_db`` (or the speaker went silent or left), and not
+    sooner than ``hold_seconds`` after the last change, so the big tile does not flicker.
+
+    Args:
+        hold_seconds: Least time between changes.
+        margin_db: How much louder a challenger must be.
+        smoothing_seconds: Time constant of the level smoothing.
+        silence_db: Below this a participant counts as silent.
+    """
+
+    def __init__(
+        self,
+        hold_seconds: float = 1.5,
+        margin_db: float = 3.0,
+        smoothing_seconds: float = 0.3,
+        silence_db: float = -45.0,
+    ) -> None:
+        self._hold = hold_seconds
+        self._margin = margin_db
+        self._tau = smoothing_seconds
+        self._silence = silence_db
+        self._levels: dict[str, float] = {}
+        self._speaker: str | None = None
+        self._since = float("-inf")
+
+    @property
+    def speaker(self) -> str | None:
+        """The current speaker."""
+        return self._speaker
+
+    def update(self, now: float, seconds: float, levels: dict[str, float]) -> str | None:
+        """Feed one block's levels.
+
+        Args:
+            now: Output time of the block, seconds.
+            seconds: Length of the block.
+            levels: dBFS level per present participant (absent ones are forgotten).
+
+        Returns:
+            The speaker after this block (None if nobody is present).
+        """
+        alpha = 1 - float(np.exp(-seconds / self._tau))
+        smoothed = {
+            pid: self._levels.get(pid, _SILENCE_DB) + alpha * (level - self._levels.get(pid, _SILENCE_DB))
+            for pid, level in levels.items()
+        }
+        self._levels = smoothed
+        if not smoothed:
+            self._speaker = None
+            return None
+        loudest = max(smoothed, key=lambda pid: smoothed[pid])
+        current = self._speaker
+        if current not in smoothed:
+            self._set(loudest, now)
+        elif loudest != current and now - self._since >= self._hold:
+            louder = smoothed[loudest] >= smoothed[current] + self._margin
+            if smoothed[loudest] > self._silence and (louder or smoothed[current] <= self._silence):
+                self._set(loudest, now)
+        return self._speaker
+
+    def _set(self, speaker: str, now: float) -> None:
+        self._speaker = speaker
+        self._since = now

@@ -1,0 +1,228 @@
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Final
+
+import av
+import numpy as np
+from av.audio.frame import AudioFrame
+from av.audio.stream import AudioStream
+from av.container import OutputContainer
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from roomtape.errors import InvalidInput
+from roomtape.recording.compose.audio import MIX_RATE, Samples
+from roomtape.recording.compose.options import AudioFormat, OutputFormat, StreamInfo, VideoCodec
+
+__all__ = ["CHANNEL_MAP_TAG", "AudioSpec", "OutputFile", "VideoSpec", "channel_layout"]
+
+CHANNEL_MAP_TAG: Final = "roomtape_channel_map"
+"""Metadata key holding the JSON channel map (a list, per channel, of participant ids)."""
+
+_LAYOUTS: Final[dict[int, str]] = {
+    1: "mono",
+    2: "stereo",
+    3: "3.0",
+    4: "4.0",
+    5: "5.0(side)",
+    6: "5.1(side)",
+    7: "6.1",
+    8: "7.1",
+}
+
+_AUDIO_CODEC: Final[dict[str, str]] = {
+    "mp4": "aac",
+    "aac": "aac",
+    "webm": "libopus",
+    "ogg": "libopus",
+    "mp3": "libmp3lame",
+}
+_VIDEO_CODEC: Final[dict[str, str]] = {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+def channel_layout(channels: int) -> str:
+    """The FFmpeg channel layout name used for a channel count (1..8)."""
+    try:
+        return _LAYOUTS[channels]
+    except KeyError:
+        raise InvalidInput(f"cannot write {channels} audio channels (1..8)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSpec:
+    """The audio stream of an output file."""
+
+    channel_map: tuple[tuple[str, ...], ...]
+    """Participants per channel (its length is the channel count); written as metadata."""
+    sample_rate: int
+    """Sample rate (Opus is always 48 kHz)."""
+    bitrate: int
+    """Bit rate, bits/s."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSpec:
+    """The video stream of an output file."""
+
+    codec: VideoCodec
+    """Codec."""
+    width: int
+    """Picture width."""
+    height: int
+    """Picture height."""
+    fps: Fraction
+    """Constant frame rate."""
+    crf: int
+    """H.264 constant quality."""
+    bitrate: int
+    """VP8/VP9 target bit rate (0: from the picture size)."""
+    preset: str
+    """x264 preset."""
+    threads: int
+    """Encoder threads (0: the codec chooses)."""
+
+
+def _container_format(fmt: OutputFormat | AudioFormat, path: Path) -> tuple[str, dict[str, str]]:
+    if fmt == "mp4":
+        return "mp4", {"movflags": "+faststart+use_metadata_tags"}
+    if fmt == "aac":
+        if path.suffix.lower() in (".m4a", ".mp4"):
+            return "ipod", {"movflags": "+faststart+use_metadata_tags"}
+        return "adts", {}
+    return fmt, {}
+
+
+class OutputFile:
+    """One output container with its encoders: an optional video stream and one audio stream.
+
+    Args:
+        path: Where to write (the caller renames it into place).
+        fmt: Output format.
+        name_hint: The final file name (picks ADTS or m4a for ``aac``).
+        audio: The audio stream.
+        video: The video stream, if any.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: OutputFormat | AudioFormat,
+        name_hint: Path,
+        audio: AudioSpec,
+        video: VideoSpec | None = None,
+    ) -> None:
+        channels = len(audio.channel_map)
+        sample_rate = audio.sample_rate
+        container_format, options = _container_format(fmt, name_hint)
+        audio_codec = _AUDIO_CODEC[fmt]
+        if audio_codec == "libmp3lame" and channels > 2:
+            raise InvalidInput("mp3 holds at most 2 channels")
+        if audio_codec == "libopus":
+            sample_rate = 48000
+        self.path = path
+        self._container: OutputContainer = av.open(str(path), "w", format=container_format, container_options=options)
+        self._video: VideoStream | None = None
+        self._video_frames = 0
+        try:
+            tag = json.dumps([list(c) for c in audio.channel_map])
+            self._container.metadata[CHANNEL_MAP_TAG] = tag
+            if video is not None:
+                codec, width, height, fps = video.codec, video.width, video.height, video.fps
+                stream = self._container.add_stream(_VIDEO_CODEC[codec], rate=fps)
+                assert isinstance(stream, VideoStream)
+                ctx = stream.codec_context
+                ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+                ctx.time_base = 1 / fps
+                # libx264 picks its own thread count for 0. libvpx's threads spin-wait: on a busy
+                # machine (2 cores shared with other jobs) 2 threads ran 20-40x slower than 1.
+                ctx.thread_count = video.threads or (0 if codec == "h264" else 1)
+                ctx.gop_size = round(fps * 2)
+                if codec == "h264":
+                    ctx.options = {"preset": video.preset, "crf": str(video.crf)}
+                else:
+                    rate = video.bitrate or max(300_000, width * height * 3)
+                    ctx.bit_rate = rate
+                    ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+                    if codec == "vp9":
+                        ctx.options = {**ctx.options, "row-mt": "1", "tile-columns": "1"}
+                self._video = stream
+            astream = self._container.add_stream(audio_codec, rate=sample_rate, layout=channel_layout(channels))
+            assert isinstance(astream, AudioStream)
+            astream.codec_context.bit_rate = audio.bitrate
+            if audio_codec == "libopus":
+                astream.codec_context.options = {"application": "audio", "frame_duration": "20"}
+            astream.metadata[CHANNEL_MAP_TAG] = tag
+            self._audio = astream
+        except BaseException:
+            self._container.close()
+            raise
+        self._layout = channel_layout(channels)
+        self._channels = channels
+        self._samples = 0
+
+    def write_video(self, frame: VideoFrame) -> None:
+        """Encode the next video frame (frames are numbered in order at the constant rate)."""
+        assert self._video is not None
+        frame.pts = self._video_frames
+        frame.time_base = self._video.codec_context.time_base
+        self._video_frames += 1
+        self._container.mux(self._video.encode(frame))
+
+    def write_audio(self, samples: Samples) -> None:
+        """Encode the next block of 48 kHz planar float samples, shape (channels, n)."""
+        n = samples.shape[1]
+        if not n:
+            return
+        frame = AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=self._layout)
+        frame.sample_rate = MIX_RATE
+        frame.pts = self._samples
+        frame.time_base = Fraction(1, MIX_RATE)
+        self._samples += n
+        self._container.mux(self._audio.encode(frame))
+
+    def close(self) -> list[StreamInfo]:
+        """Flush the encoders and write the trailer.
+
+        Returns:
+            What the file holds.
+        """
+        infos: list[StreamInfo] = []
+        try:
+            if self._video is not None:
+                self._container.mux(self._video.encode(None))
+                ctx = self._video.codec_context
+                infos.append(
+                    StreamInfo(
+                        kind="video",
+                        codec=ctx.name.removeprefix("lib")
+                        .replace("x264", "h264")
+                        .replace("vpx-vp9", "vp9")
+                        .replace("vpx", "vp8"),
+                        width=ctx.width,
+                        height=ctx.height,
+                        fps=float(1 / ctx.time_base),
+                        frames=self._video_frames,
+                    )
+                )
+            self._container.mux(self._audio.encode(None))
+            actx = self._audio.codec_context
+            infos.append(
+                StreamInfo(
+                    kind="audio",
+                    codec=actx.name.removeprefix("lib").replace("mp3lame", "mp3"),
+                    channels=self._channels,
+                    sample_rate=actx.sample_rate,
+                )
+            )
+        finally:
+            self._container.close()
+        return infos
+
+    def abort(self) -> None:
+        """Close without flushing (the caller deletes the file)."""
+        try:
+            self._container.close()
+        except av.FFmpegError:
+            pass

@@ -1,0 +1,347 @@
+"""The meeting composite: one file rendered from the track files and their timing manifests.
+
+Rendering happens after the fact, never on the live path (DESIGN.md, "Composite"): every
+segment is placed on the common wall clock from its manifest, paused spans are cut out, audio is
+decoded and mixed at 48 kHz, video is decoded, laid out and re-encoded at a constant rate. It is
+synchronous and CPU-bound: run it in a worker thread or a job process.
+"""
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from roomtape.recording.compose.audio import MIX_RATE, AudioSource, Limiter, Samples, SpeakerDetector, level_db
+from roomtape.recording.compose.canvas import Canvas
+from roomtape.recording.compose.layout import TileSource, arrange
+from roomtape.recording.compose.options import (
+    MAX_CHANNELS,
+    ComposeCancelled,
+    ComposeOptions,
+    ComposeProgress,
+    ComposeResult,
+    ExportOptions,
+    StreamInfo,
+)
+from roomtape.recording.compose.output import CHANNEL_MAP_TAG, AudioSpec, OutputFile, VideoSpec
+from roomtape.recording.compose.timeline import Participant, Timeline, discover
+from roomtape.recording.compose.video import VideoSource
+
+__all__ = [
+    "CHANNEL_MAP_TAG",
+    "ComposeCancelled",
+    "ComposeOptions",
+    "ComposeProgress",
+    "ComposeResult",
+    "Composer",
+    "ExportOptions",
+    "StreamInfo",
+    "compose",
+]
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[ComposeProgress], None]
+
+_AUDIO_ONLY_BLOCK: Final = Fraction(1, 10)  # seconds of audio per step when there is no video
+_PROGRESS_INTERVAL: Final = 0.5  # seconds of wall time between progress reports
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+
+
+class Composer:
+    """Renders one composite (and optionally a separate audio file) from a recording's track files.
+
+    Args:
+        base_dir: The recording's root: ``{session_id}/{participant_id}/{kind}/`` folders with manifests.
+        spans: The recorded (start_epoch_ms, end_epoch_ms) spans; what lies between them (pauses) is
+            cut out, giving one continuous file.
+        options: What to render.
+        progress: Called from the rendering thread about twice a second, and once at the end.
+        cancel: Set it (from any thread) to stop the render; `run` then raises `ComposeCancelled`.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path,
+        spans: Sequence[tuple[int, int]],
+        options: ComposeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.options = options or ComposeOptions()
+        self.options.validate()
+        self.timeline = Timeline(spans, MIX_RATE)
+        self._base_dir = base_dir
+        self._progress = progress
+        self._cancel = cancel or threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the render to stop (thread-safe)."""
+        self._cancel.set()
+
+    def run(self, out_path: Path) -> ComposeResult:
+        """Render into ``out_path`` (written under a temporary name, then renamed into place).
+
+        Args:
+            out_path: The composite file to write.
+
+        Returns:
+            What was written.
+
+        Raises:
+            ComposeCancelled: If cancelled; no output file is left behind.
+            roomtape.errors.InvalidInput: If the options cannot be written (e.g. too many channels).
+        """
+        started = time.monotonic()
+        opts = self.options
+        timeline = self.timeline
+        participants = [
+            p
+            for p in discover(self._base_dir, opts.session_ids)
+            if any(timeline.overlaps(a, b) for a, b in p.intervals())
+        ]
+        ids = [p.participant_id for p in participants]
+        channel_map = self._channel_map(ids)
+        layout = opts.effective_layout
+        fps = Fraction(opts.fps) if layout != "audio_only" else 1 / _AUDIO_ONLY_BLOCK
+        stereo_sources = opts.channels == "stereo"
+
+        tmp = _temp_path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        outputs: list[tuple[OutputFile, Path, Path]] = []
+        audio_sources: dict[str, list[AudioSource]] = {}
+        video_sources: dict[TileSource, VideoSource] = {}
+        try:
+            video = None
+            if layout != "audio_only":
+                video = VideoSpec(
+                    opts.effective_video_codec,
+                    opts.width,
+                    opts.height,
+                    fps,
+                    opts.video_crf,
+                    opts.video_bitrate,
+                    opts.preset,
+                    opts.threads,
+                )
+            audio = AudioSpec(channel_map, opts.sample_rate, opts.audio_bitrate)
+            outputs.append((OutputFile(tmp, opts.format, out_path, audio, video), tmp, out_path))
+            if opts.export is not None:
+                wanted = opts.export
+                export_tmp = _temp_path(wanted.path)
+                wanted.path.parent.mkdir(parents=True, exist_ok=True)
+                outputs.append((OutputFile(export_tmp, wanted.format, wanted.path, audio), export_tmp, wanted.path))
+
+            for p in participants:
+                audio_sources[p.participant_id] = [
+                    AudioSource(p.segments[kind], timeline, 2 if stereo_sources else 1)
+                    for kind in ("audio", "screen_audio")
+                    if p.segments.get(kind)
+                ]
+                if layout != "audio_only":
+                    camera, screen = p.segments.get("video"), p.segments.get("screen_video")
+                    if camera:
+                        video_sources[(p.participant_id, "video")] = VideoSource(camera)
+                    if screen:
+                        video_sources[(p.participant_id, "screen_video")] = VideoSource(screen)
+
+            self._render(
+                participants,
+                channel_map,
+                fps,
+                layout,
+                [o for o, _, _ in outputs],
+                audio_sources,
+                video_sources,
+                started,
+            )
+
+            results: list[ComposeResult] = []
+            for output, part, final in outputs:
+                streams = output.close()
+                os.replace(part, final)
+                results.append(
+                    ComposeResult(
+                        path=final,
+                        duration_seconds=timeline.duration_seconds,
+                        size_bytes=final.stat().st_size,
+                        streams=tuple(streams),
+                        channel_map=channel_map,
+                        participants=tuple(ids),
+                        render_seconds=time.monotonic() - started,
+                    )
+                )
+            outputs.clear()
+        except BaseException:
+            for output, part, _ in outputs:
+                output.abort()
+                part.unlink(missing_ok=True)
+            raise
+        finally:
+            for sources in audio_sources.values():
+                for source in sources:
+                    source.close()
+            for vsource in video_sources.values():
+                vsource.close()
+        main = results[0]
+        export = results[1] if len(results) > 1 else None
+        return ComposeResult(
+            path=main.path,
+            duration_seconds=main.duration_seconds,
+            size_bytes=main.size_bytes,
+            streams=main.streams,
+            channel_map=main.channel_map,
+            participants=main.participants,
+            render_seconds=time.monotonic() - started,
+            export=export,
+        )
+
+    def _channel_map(self, ids: list[str]) -> tuple[tuple[str, ...], ...]:
+        opts = self.options
+        if opts.channels == "mono":
+            return (tuple(ids),)
+        if opts.channels == "stereo":
+            return (tuple(ids), tuple(ids))
+        if opts.channels == "agent_stereo":
+            agent = opts.agent_participant_id
+            return (tuple(i for i in ids if i != agent), (agent,) if agent in ids else ())
+        if not ids:
+            return ((),)
+        channels: list[tuple[str, ...]] = [(i,) for i in ids[: MAX_CHANNELS - 1]]
+        rest = tuple(ids[MAX_CHANNELS - 1 :])
+        if rest:
+            channels.append(rest)  # more speakers than channels: the rest share the last one
+        return tuple(channels)
+
+    def _render(
+        self,
+        participants: list[Participant],
+        channel_map: tuple[tuple[str, ...], ...],
+        fps: Fraction,
+        layout: str,
+        outputs: list[OutputFile],
+        audio_sources: dict[str, list[AudioSource]],
+        video_sources: dict[TileSource, VideoSource],
+        started: float,
+    ) -> None:
+        opts = self.options
+        timeline = self.timeline
+        total = timeline.total_samples
+        steps = math.ceil(Fraction(total, MIX_RATE) * fps)
+        grace = opts.presence_grace_ms
+        presence = {p.participant_id: p.intervals(grace_ms=grace) for p in participants}
+        screen_presence = {p.participant_id: p.intervals(kinds=("screen_video",), grace_ms=0) for p in participants}
+        order = [p.participant_id for p in participants]
+        channel_of = {pid: ch for ch, pids in enumerate(channel_map) for pid in pids}
+        n_channels = len(channel_map)
+        per_source = 2 if opts.channels == "stereo" else 1
+        limiter = Limiter()
+        speaker = SpeakerDetector(hold_seconds=opts.speaker_hold_ms / 1000, margin_db=opts.speaker_margin_db)
+        canvas = Canvas(opts.width, opts.height) if layout != "audio_only" else None
+        half_frame = Fraction(MIX_RATE) / fps / 2
+        last_report = started
+
+        for step in range(steps):
+            if self._cancel.is_set():
+                raise ComposeCancelled("composite render cancelled")
+            a0 = min(total, round(Fraction(step * MIX_RATE) / fps))
+            a1 = min(total, round(Fraction((step + 1) * MIX_RATE) / fps))
+            count = a1 - a0
+            pieces = timeline.pieces(a0, a1)
+
+            # Audio: each participant's tracks, summed, then placed on the output channels.
+            voices: dict[str, Samples] = {}
+            for pid, sources in audio_sources.items():
+                voice: Samples | None = None
+                for source in sources:
+                    parts = [source.read(wall, n) for wall, n in pieces]
+                    if all(p is None for p in parts):
+                        continue
+                    block = np.concatenate(
+                        [
+                            p if p is not None else np.zeros((per_source, n), np.float32)
+                            for p, (_, n) in zip(parts, pieces, strict=True)
+                        ],
+                        axis=1,
+                    )
+                    voice = block if voice is None else voice + block
+                if voice is not None:
+                    voices[pid] = voice
+            mix = np.zeros((n_channels, count), np.float32)
+            for pid, voice in voices.items():
+                if opts.channels == "stereo":
+                    mix += voice
+                elif opts.channels == "mono":
+                    mix[0] += voice[0]
+                elif pid in channel_of:
+                    mix[channel_of[pid]] += voice[0]
+            limiter.process(mix)
+            for output in outputs:
+                output.write_audio(mix)
+
+            if canvas is not None:
+                wall_ms = timeline.wall_ms(timeline.to_wall(min(total - 1, round(a0 + half_frame))))
+                present = [pid for pid in order if any(s <= wall_ms < e for s, e in presence[pid])]
+                screens = [pid for pid in order if any(s <= wall_ms < e for s, e in screen_presence[pid])]
+                current = None
+                if layout == "active_speaker":
+                    levels = {pid: level_db(voices.get(pid)) for pid in present}
+                    current = speaker.update(step / float(fps), count / MIX_RATE, levels)
+                tiles = arrange(opts.width, opts.height, layout, present, screens, current)  # type: ignore[arg-type]
+                frames = {}
+                for tile in tiles:
+                    vsource = video_sources.get(tile.source)
+                    frames[tile.source] = vsource.frame_at(wall_ms) if vsource is not None else None
+                picture = canvas.render(tiles, frames)
+                outputs[0].write_video(picture)
+
+            now = time.monotonic()
+            if self._progress is not None and (now - last_report >= _PROGRESS_INTERVAL or step == steps - 1):
+                last_report = now
+                fraction = a1 / total if total else 1.0
+                elapsed = now - started
+                eta = elapsed / fraction * (1 - fraction) if fraction > 0.01 else None
+                self._progress(ComposeProgress(fraction, a1 / MIX_RATE, elapsed, eta))
+
+
+def compose(
+    base_dir: Path,
+    spans: Sequence[tuple[int, int]],
+    options: ComposeOptions | None,
+    out_path: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ComposeResult:
+    """Render a meeting composite from its track files.
+
+    Synchronous and CPU-bound: call it from a worker thread (``asyncio.to_thread``) or a job
+    process, never on the event loop.
+
+    Args:
+        base_dir: The recording's root: ``{session_id}/{participant_id}/{kind}/`` folders with manifests.
+        spans: Recorded (start_epoch_ms, end_epoch_ms) spans; paused time between them is cut out.
+        options: Layout, format, channels, size; defaults to an MP4 grid.
+        out_path: The file to write (atomically: temporary name, then rename).
+        progress: Called with the fraction done and an ETA about twice a second.
+        cancel: Set to stop the render; then `ComposeCancelled` is raised and nothing is left behind.
+
+    Returns:
+        Duration, size, streams and channel map of the file (and of the export file, if asked).
+
+    Raises:
+        ComposeCancelled: If cancelled.
+        roomtape.errors.InvalidInput: If the spans or options are not valid.
+    """
+    return Composer(base_dir, spans, options, progress=progress, cancel=cancel).run(out_path)
