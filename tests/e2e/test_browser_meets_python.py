@@ -92,6 +92,9 @@ async def test_chromium_and_python_client_exchange_media(server: Server, artifac
             audio = np.concatenate(received["audio"].audio).astype(np.float64)
             assert np.sqrt(np.mean(audio**2)) > 50, "the browser's microphone (fake beeps) should not be silent"
 
+            # Join tokens travel in the WebSocket URL (browsers cannot set headers there): never in the log.
+            log = (server.data_dir / "server.log").read_text()
+            assert "/ws?token=[redacted]" in log and browser_token not in log and py_token not in log
             await page.get_by_role("button", name="Leave").click()
             assert any(t.participant_id == browser_id for t in client.tracks.values())
             await wait_for(

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from roomtape import __version__
+from roomtape.api import logs
 from roomtape.api.context import ServerContext
 from roomtape.api.errors import install_error_handlers
 from roomtape.api.limits import BodySizeLimit
@@ -54,15 +55,19 @@ async def build_context(settings: Settings) -> ServerContext:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the roomtape ASGI app. The database is opened (and migrated) when the app starts."""
     settings = settings or Settings()
+    logs.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = await build_context(settings)
         app.state.ctx = ctx
-        ctx.recordings = await open_recording_service(ctx.media, ctx.sessions, settings.data_dir)
+        jobs = ctx.jobs = make_runner(ctx)
+        # Recovery runs before the runner starts; the runner's start() resumes every UPLOADING recording.
+        ctx.recordings = await open_recording_service(
+            ctx.media, ctx.sessions, settings.data_dir, uploader=jobs.submit_upload
+        )
         presence = signaling.start_presence(app, ctx)
-        ctx.jobs = make_runner(ctx)
-        await ctx.jobs.start()
+        await jobs.start()
         try:
             yield
         finally:
