@@ -61,13 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = await build_context(settings)
         app.state.ctx = ctx
-        jobs = ctx.jobs = make_runner(ctx)
-        # Recovery runs before the runner starts; the runner's start() resumes every UPLOADING recording.
-        ctx.recordings = await open_recording_service(
-            ctx.media, ctx.sessions, settings.data_dir, uploader=jobs.submit_upload
-        )
+        ctx.recordings = await open_recording_service(ctx.media, ctx.sessions, settings.data_dir)
         presence = signaling.start_presence(app, ctx)
-        await jobs.start()
+        ctx.jobs = make_runner(ctx)
+        await ctx.jobs.start()
         try:
             yield
         finally:
