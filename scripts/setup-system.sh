@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use. Add here, never install by hand.
 # chromium: the browser tests (Playwright drives Debian's build: nothing downloads a browser);
 # fonts-liberation: readable text in its screenshots.
-DEB_PACKAGES=(postgresql redis-server chromium fonts-liberation)
+DEB_PACKAGES=(postgresql redis-server chromium fonts-liberation espeak-ng)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

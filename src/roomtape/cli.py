@@ -202,6 +202,68 @@ def recordings_retry(recording_id: str, data_dir: Path | None, database_url: str
         raise click.ClickException(exc.message) from exc
 
 
+@main.command()
+@click.argument("recording_id")
+@click.option(
+    "--layout", type=click.Choice(["grid", "active_speaker", "audio_only"]), default=None, help="Video layout."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["mp4", "webm", "ogg", "mp3", "aac"]), default=None, help="Output format."
+)
+@click.option("--channels", type=click.Choice(["mono", "stereo", "per_speaker"]), default=None, help="Audio channels.")
+@click.option("--width", type=int, default=None, help="Picture width.")
+@click.option("--height", type=int, default=None, help="Picture height.")
+@_data_dir
+@_database_url
+def compose(
+    recording_id: str,
+    layout: str | None,
+    fmt: str | None,
+    channels: str | None,
+    width: int | None,
+    height: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Render a stopped meeting recording's composite again with another layout or format, and upload it."""
+    from typing import cast
+
+    from roomtape.db.models import Recording
+    from roomtape.errors import RoomtapeError
+    from roomtape.jobs.deps import open_deps
+    from roomtape.jobs.runner import upload_until_done
+    from roomtape.recording.compose.options import ChannelLayout, Layout, OutputFormat
+    from roomtape.recording.meeting import recompose
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+
+    async def run() -> str:
+        deps = await open_deps(settings)
+        try:
+            rec = await recompose(
+                deps,
+                recording_id,
+                layout=cast("Layout | None", layout),
+                fmt=cast("OutputFormat | None", fmt),
+                channels=cast("ChannelLayout | None", channels),
+                width=width,
+                height=height,
+            )
+            await upload_until_done(deps, recording_id)
+            async with deps.sessions() as db:
+                done = await db.get(Recording, recording_id)
+            if done is None:
+                return "recording is gone"
+            return f"{done.status} {rec.output_file_name}" + (f": {done.error}" if done.error else "")
+        finally:
+            await deps.engine.dispose()
+
+    try:
+        click.echo(asyncio.run(run()))
+    except RoomtapeError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
 @main.group()
 def apps() -> None:
     """Create and list apps."""

@@ -18,6 +18,7 @@ from roomtape.api.limits import BodySizeLimit
 from roomtape.api.routers import downloads, signaling, transcripts, web
 from roomtape.api.routers.realtimekit import active_session, apps, meetings, sessions, webhooks
 from roomtape.api.routers.realtimekit.recordings import router as recordings_router
+from roomtape.api.routers.videosdk import meeting_router as videosdk_meeting_router
 from roomtape.api.routers.videosdk import router as videosdk_router
 from roomtape.api.schemas import ErrorResponse
 from roomtape.config import Settings
@@ -25,6 +26,7 @@ from roomtape.db.engine import create_engine, session_factory
 from roomtape.db.migrate import upgrade
 from roomtape.domain.secretbox import SecretBox
 from roomtape.jobs.runner import make_runner
+from roomtape.recording.meeting import MeetingRecordings
 from roomtape.recording.startup import open_recording_service
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = await build_context(settings)
         app.state.ctx = ctx
-        ctx.recordings = await open_recording_service(ctx.media, ctx.sessions, settings.data_dir)
+        jobs = ctx.jobs = make_runner(ctx)
+        # Recovery runs before the runner starts; the runner's start() resumes every UPLOADING recording.
+        ctx.recordings = await open_recording_service(
+            ctx.media, ctx.sessions, settings.data_dir, uploader=jobs.submit_upload
+        )
         presence = signaling.start_presence(app, ctx)
-        ctx.jobs = make_runner(ctx)
-        await ctx.jobs.start()
+        meeting_recordings = MeetingRecordings.install(ctx, ctx.recordings, ctx.media, jobs.submit_upload)
+        ctx.meeting_recordings = meeting_recordings
+        await jobs.start()
         try:
             yield
         finally:
+            await meeting_recordings.aclose()
             await ctx.jobs.stop()
             await presence.aclose()
             await ctx.media.close_all()
@@ -86,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(downloads.router)
     app.include_router(recordings_router, responses=_ERROR_RESPONSES)
     app.include_router(videosdk_router, responses=_ERROR_RESPONSES)
+    app.include_router(videosdk_meeting_router, responses=_ERROR_RESPONSES)
     app.include_router(transcripts.router, responses=_ERROR_RESPONSES)
     app.include_router(signaling.router, responses=_ERROR_RESPONSES)
     app.include_router(web.router)

@@ -12,6 +12,7 @@ from roomtape.config import Settings
 from roomtape.domain.secretbox import SecretBox
 from roomtape.jobs.runner import JobRunner
 from roomtape.media.plane import MediaPlane
+from roomtape.recording.meeting import MeetingRecordings
 from roomtape.recording.service import RecordingService
 
 KickHook = Callable[[str, str, list[str]], Awaitable[None]]
@@ -35,6 +36,8 @@ class ServerContext:
     registers one to disconnect them."""
     jobs: JobRunner | None = None
     """Uploads and webhook delivery (``roomtape.jobs``): in-process, or queued for ``roomtape worker``."""
+    meeting_recordings: MeetingRecordings | None = None
+    """Composite (meeting) recordings; set in the app's lifespan."""
 
 
 def get_context(request: Request) -> ServerContext:

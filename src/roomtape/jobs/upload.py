@@ -14,7 +14,10 @@ Per file: upload, verify the remote size (and MD5 where the backend reports one)
 ``uploaded`` and commit, and only then delete the local copy. Then set ``download_url`` (the
 ``output_file_name``), ``audio_download_url`` (``config["audio_file_name"]``), ``download_url_expiry``
 and ``file_size`` — no URLs when ``config.realtimekit_bucket_config.enabled`` is false — and emit
-``recording.statusUpdate``.
+``recording.statusUpdate``. A track recording started by the VideoSDK API also gets its
+``participant-track-recording-stopped`` webhook here, one per participant and kind, whose ``fileDetails``
+carry each file's storage key and download URL (roomtape-signed, or presigned by a cloud backend); a
+permanent failure sends ``participant-track-recording-failed``.
 
 Errors: a retryable one (storage down) propagates, the recording stays ``UPLOADING`` and the runner tries
 again later. A permanent one sets ``ERRORED`` with the reason in ``error`` and keeps every local file;
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +40,19 @@ from roomtape.config import Settings
 from roomtape.db.models import Recording, TrackFile, utcnow
 from roomtape.errors import Conflict, NotFound, RoomtapeError
 from roomtape.jobs.deps import JobDeps
+from roomtape.recording.finalize import emit_track_event, recording_dir
 from roomtape.storage.base import file_md5
 from roomtape.storage.registry import StorageChoice, storage_for
 from roomtape.storage.signer import DownloadSigner
 from roomtape.webhooks.outbox import emit
+from roomtape.webhooks.videosdk_events import FileDetail, TrackRecordingEvent
 
 log = logging.getLogger(__name__)
 
 
 def local_dir(settings: Settings, recording_id: str) -> Path:
-    """Where a recording's files are written before upload."""
-    return settings.data_dir / "recordings" / recording_id
+    """Where a recording's files are written before upload (the recording engine writes there too)."""
+    return recording_dir(settings.data_dir, recording_id)
 
 
 def choice_for(deps: JobDeps, rec: Recording) -> StorageChoice:
@@ -89,6 +94,17 @@ def status_payload(rec: Recording) -> dict[str, Any]:
     }
 
 
+def _status_target(rec: Recording) -> str | None:
+    """The per-request URL ``recording.statusUpdate`` goes to besides registered webhooks.
+
+    A VideoSDK ``webhookUrl`` receives the ``participant-track-recording-*`` events only.
+    """
+    if rec.config.get("api") == "videosdk":
+        return None
+    url = rec.config.get("webhook_url")
+    return str(url) if url else None
+
+
 async def _verify(choice: StorageChoice, key: str, local: Path, size: int) -> None:
     remote = await choice.backend.stat(key)
     if remote.size != size:
@@ -123,6 +139,8 @@ async def upload_recording(deps: JobDeps, recording_id: str) -> None:
                 if track is not None and track.status == "uploaded":
                     local.unlink(missing_ok=True)
                     continue
+                if track is not None and track.status == "failed" and not local.is_file():
+                    continue  # lost in a crash (nothing readable); the recording keeps its other files
                 if not local.is_file():
                     if track is not None and await _remote_has(choice, key, track.size):
                         track.status = "uploaded"
@@ -178,15 +196,42 @@ async def _finish(deps: JobDeps, db: Any, rec: Recording, choice: StorageChoice)
     rec.status = "UPLOADED"
     rec.error = None
     rec.updated_at = utcnow()
-    emit(db, rec.app_id, "recording.statusUpdate", status_payload(rec), target_url=rec.config.get("webhook_url"))
+    emit(db, rec.app_id, "recording.statusUpdate", status_payload(rec), target_url=_status_target(rec))
+    if rec.kind == "track":
+        await _emit_track_stopped(db, rec, choice, ttl)
     await db.commit()
     log.info("recording %s uploaded", rec.id)
+
+
+async def _emit_track_stopped(db: Any, rec: Recording, choice: StorageChoice, ttl: int) -> None:
+    """``participant-track-recording-stopped`` per participant and kind, with the uploaded files' URLs."""
+    if rec.config.get("api") != "videosdk":
+        return
+    rows = await db.scalars(
+        select(TrackFile)
+        .where(TrackFile.recording_id == rec.id, TrackFile.status == "uploaded")
+        .order_by(TrackFile.participant_id, TrackFile.kind, TrackFile.index)
+    )
+    by_track: dict[tuple[str, str], list[FileDetail]] = {}
+    for row in rows:
+        key = choice.key(row.path)
+        try:
+            url = (await choice.backend.signed_url(key, ttl)).url
+        except RoomtapeError as exc:
+            log.warning("recording %s: no download URL for %s: %s", rec.id, key, exc.message)
+            url = ""
+        by_track.setdefault((row.participant_id, row.kind), []).append(FileDetail(file_path=key, file_url=url))
+    for (participant_id, kind), files in sorted(by_track.items()):
+        emit_track_event(db, rec, participant_id, kind, "participant-track-recording-stopped", files)
 
 
 async def _fail(db: Any, rec: Recording, exc: RoomtapeError) -> None:
     rec.status = "ERRORED"
     rec.error = exc.message
-    emit(db, rec.app_id, "recording.statusUpdate", status_payload(rec), target_url=rec.config.get("webhook_url"))
+    emit(db, rec.app_id, "recording.statusUpdate", status_payload(rec), target_url=_status_target(rec))
+    if rec.kind == "track":
+        failed: TrackRecordingEvent = "participant-track-recording-failed"
+        emit_track_event(db, rec, rec.participant_id or "", rec.track_kind or "", failed)
     await db.commit()
     log.error("recording %s upload failed for good: %s (local files kept)", rec.id, exc.message)
 
@@ -201,5 +246,33 @@ async def retry_recording(deps: JobDeps, recording_id: str) -> None:
             raise Conflict(f"recording is {rec.status}; only ERRORED or UPLOADING recordings can be retried")
         rec.status = "UPLOADING"
         rec.error = None
-        emit(db, rec.app_id, "recording.statusUpdate", status_payload(rec), target_url=rec.config.get("webhook_url"))
+        emit(db, rec.app_id, "recording.statusUpdate", status_payload(rec), target_url=_status_target(rec))
         await db.commit()
+
+
+async def refresh_download_urls(deps: JobDeps, rec: Recording) -> bool:
+    """Sign an ``UPLOADED`` recording's expired ``download_url``/``audio_download_url`` again.
+
+    Re-signed by roomtape for local and SFTP storage, presigned again by cloud backends; the caller commits.
+
+    Returns:
+        True if the URLs were renewed.
+    """
+    expiry = rec.download_url_expiry
+    if rec.status != "UPLOADED" or expiry is None or not (rec.download_url or rec.audio_download_url):
+        return False
+    if (expiry if expiry.tzinfo else expiry.replace(tzinfo=UTC)) > utcnow():
+        return False
+    choice = choice_for(deps, rec)
+    ttl = deps.settings.download_url_ttl_secs
+    try:
+        if rec.download_url and rec.output_file_name:
+            signed = await choice.backend.signed_url(choice.key(rec.output_file_name), ttl)
+            rec.download_url, rec.download_url_expiry = signed.url, signed.expires_at
+        audio = rec.config.get("audio_file_name")
+        if rec.audio_download_url and audio:
+            signed = await choice.backend.signed_url(choice.key(audio), ttl)
+            rec.audio_download_url, rec.download_url_expiry = signed.url, signed.expires_at
+    finally:
+        await choice.backend.close()
+    return True

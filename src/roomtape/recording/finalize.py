@@ -1,10 +1,16 @@
-"""The step after a track recording stops: UPLOADING → UPLOADED, and the ``-stopped`` webhook.
+"""The step after a track recording stops: make its files final, then hand it to the storage upload job.
 
-For now the files stay on local disk: :func:`finalize_recording` checks that each one is final (repairing a
-half-written file if one slipped through), marks the recording UPLOADED with ``download_url`` left null, and
-sends ``participant-track-recording-stopped`` with ``fileUrl`` = the file's ``file://`` URI. The storage
-upload job replaces this one function (upload, verify, set download URLs, then the same transition and
-webhook). It is idempotent: a recording that is not UPLOADING is left alone.
+A track recording writes under :func:`recording_dir` (``{data_dir}/recordings/{recording_id}``), its
+``TrackFile.path`` being ``{sessionId}/{participantId}/{kind}/{file}`` relative to it, with the manifests
+beside the files. ``bucketDirPath`` is the *storage* prefix, so the files end at
+``{bucketDirPath}/{sessionId}/{participantId}/{kind}/{file}`` in the storage (:mod:`roomtape.jobs.upload`).
+
+:func:`prepare_upload` checks that each file is final (repairing a half-written file if one slipped
+through) and leaves the recording UPLOADING for the upload job, which then sets UPLOADED and sends
+``participant-track-recording-stopped`` (:func:`emit_track_event`) with the real download URLs.
+:func:`finalize_recording` is the fallback without a job runner (bench, embedded tests): the files stay on
+local disk and ``fileUrl`` is the file's ``file://`` URI. Both are idempotent: a recording that is not
+UPLOADING is left alone.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ from roomtape.recording.repair import RepairError, needs_repair, repair
 from roomtape.webhooks.outbox import emit
 from roomtape.webhooks.videosdk_events import FileDetail, TrackRecordingEvent, track_recording_event
 
-__all__ = ["emit_track_event", "file_path", "finalize_recording", "local_base"]
+__all__ = ["emit_track_event", "file_path", "finalize_recording", "local_base", "prepare_upload", "recording_dir"]
 
 log = logging.getLogger(__name__)
 
 
+def recording_dir(data_dir: Path, recording_id: str) -> Path:
+    """Where a recording's files are written before upload: ``{data_dir}/recordings/{recording_id}``."""
+    return data_dir / "recordings" / recording_id
+
+
 def local_base(data_dir: Path, recording: Recording) -> Path:
     """The local directory the recording's ``TrackFile.path`` values are relative to."""
-    bucket = str(recording.config.get("bucket_dir_path") or "")
-    root = data_dir / "recordings"
-    return root / bucket if bucket else root
+    return recording_dir(data_dir, recording.id)
 
 
 def file_path(recording: Recording, row: TrackFile) -> str:
@@ -81,6 +90,70 @@ def _make_final(path: Path) -> int:
     return path.stat().st_size
 
 
+async def _final_rows(db: AsyncSession, data_dir: Path, recording: Recording) -> list[TrackFile]:
+    """Make every kept file of the recording final; returns the rows still holding media."""
+    rows = (
+        await db.scalars(
+            select(TrackFile)
+            .where(TrackFile.recording_id == recording.id, TrackFile.status.not_in(("failed", "uploaded")))
+            .order_by(TrackFile.participant_id, TrackFile.kind, TrackFile.index)
+        )
+    ).all()
+    base = local_base(data_dir, recording)
+    kept: list[TrackFile] = []
+    for row in rows:
+        local = base / row.path
+        try:
+            row.size = await asyncio.to_thread(_make_final, local)
+        except (OSError, RepairError) as exc:
+            log.error("recording %s: %s is lost: %s", recording.id, local, exc)
+            row.status = "failed"
+            continue
+        row.status = "complete"
+        kept.append(row)
+    return kept
+
+
+def _no_media(db: AsyncSession, recording: Recording) -> None:
+    recording.status = "ERRORED"
+    recording.error = recording.error or "no readable media was recorded"
+    emit_track_event(
+        db,
+        recording,
+        recording.participant_id or "",
+        recording.track_kind or "",
+        "participant-track-recording-failed",
+    )
+
+
+async def prepare_upload(sessions: async_sessionmaker[AsyncSession], data_dir: Path, recording_id: str) -> bool:
+    """Make a stopped track recording's files final before the upload job takes it.
+
+    Args:
+        sessions: Database sessions.
+        data_dir: The server's data directory.
+        recording_id: The recording.
+
+    Returns:
+        True if the recording is UPLOADING with media to upload (submit it); False otherwise (not
+        UPLOADING, or nothing readable was kept: then it is ERRORED with ``-failed``).
+    """
+    async with sessions() as db:
+        recording = await db.get(Recording, recording_id)
+        if recording is None or recording.status != "UPLOADING" or recording.kind != "track":
+            return False
+        kept = await _final_rows(db, data_dir, recording)
+        uploaded = await db.scalar(
+            select(TrackFile.id).where(TrackFile.recording_id == recording_id, TrackFile.status == "uploaded").limit(1)
+        )
+        if not kept and uploaded is None:
+            _no_media(db, recording)
+            await db.commit()
+            return False
+        await db.commit()
+        return True
+
+
 async def finalize_recording(sessions: async_sessionmaker[AsyncSession], data_dir: Path, recording_id: str) -> bool:
     """Move a stopped track recording from UPLOADING to UPLOADED, its files kept on local disk.
 
@@ -96,25 +169,11 @@ async def finalize_recording(sessions: async_sessionmaker[AsyncSession], data_di
         recording = await db.get(Recording, recording_id)
         if recording is None or recording.status != "UPLOADING" or recording.kind != "track":
             return False
-        rows = (
-            await db.scalars(
-                select(TrackFile)
-                .where(TrackFile.recording_id == recording_id, TrackFile.status != "failed")
-                .order_by(TrackFile.participant_id, TrackFile.kind, TrackFile.index)
-            )
-        ).all()
         base = local_base(data_dir, recording)
         by_track: dict[tuple[str, str], list[FileDetail]] = {}
         total = 0
-        for row in rows:
+        for row in await _final_rows(db, data_dir, recording):
             local = base / row.path
-            try:
-                row.size = await asyncio.to_thread(_make_final, local)
-            except (OSError, RepairError) as exc:
-                log.error("recording %s: %s is lost: %s", recording_id, local, exc)
-                row.status = "failed"
-                continue
-            row.status = "complete"
             total += row.size
             detail = FileDetail(file_path=file_path(recording, row), file_url=local.resolve().as_uri())
             by_track.setdefault((row.participant_id, row.kind), []).append(detail)
@@ -125,14 +184,6 @@ async def finalize_recording(sessions: async_sessionmaker[AsyncSession], data_di
             for (participant_id, kind), files in sorted(by_track.items()):
                 emit_track_event(db, recording, participant_id, kind, "participant-track-recording-stopped", files)
         else:
-            recording.status = "ERRORED"
-            recording.error = recording.error or "no readable media was recorded"
-            emit_track_event(
-                db,
-                recording,
-                recording.participant_id or "",
-                recording.track_kind or "",
-                "participant-track-recording-failed",
-            )
+            _no_media(db, recording)
         await db.commit()
         return True

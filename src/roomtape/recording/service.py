@@ -12,9 +12,13 @@ It bridges three worlds and keeps them apart:
 
 Recording state (DESIGN "Recording state machine"): INVOKED when asked for; RECORDING at the first frame
 written (``started_time`` is that moment); on stop every open segment is closed, then UPLOADING with
-``stop_reason``; :func:`roomtape.recording.finalize.finalize_recording` (the storage upload job's place)
-then makes it UPLOADED and sends ``participant-track-recording-stopped``. A recording that never wrote a
-frame ends ERRORED with ``participant-track-recording-failed``.
+``stop_reason``; :func:`roomtape.recording.finalize.prepare_upload` makes the files final and the uploader
+(the server's ``jobs.submit_upload``) uploads them, then makes it UPLOADED and sends
+``participant-track-recording-stopped``. A recording that never wrote a frame ends ERRORED with
+``participant-track-recording-failed``.
+
+Files are written under ``{data_dir}/recordings/{recording_id}/{session}/{participant}/{kind}/``
+(:func:`roomtape.recording.finalize.recording_dir`); ``bucketDirPath`` is the storage prefix.
 
 Not exported from :mod:`roomtape.recording`, which stays free of aiortc: import this module directly.
 """
@@ -45,6 +49,7 @@ from roomtape.media.frame import EncodedFrame as MediaFrame
 from roomtape.media.plane import LiveRoom, MediaPlane
 from roomtape.media.room import PublishedTrack, RoomEvent, RoomEventName
 from roomtape.media.tap import SenderReport
+from roomtape.recording.finalize import recording_dir
 from roomtape.recording.frame import CodecName, EncodedFrame
 from roomtape.recording.manifest import SegmentEntry, TrackKind
 from roomtape.recording.segmenter import TrackRecorder, track_directory
@@ -145,7 +150,7 @@ class TrackRecordingSpec:
     kinds: frozenset[TrackKind]
     """Track kinds to record."""
     bucket_dir_path: str
-    """Directory under the recordings root (``bucketDirPath``)."""
+    """Storage prefix of the files (``bucketDirPath``); locally they live in the recording's directory."""
     webhook_url: str | None = None
     """Per-request webhook URL (VideoSDK ``webhookUrl``)."""
     videosdk_events: bool = True
@@ -400,6 +405,7 @@ class _ActiveRecording:
 
 
 Finalizer = Callable[[str], Awaitable[None]]
+Uploader = Callable[[str], Awaitable[None]]
 
 
 class RecordingService:
@@ -408,13 +414,15 @@ class RecordingService:
     Args:
         media: The process's media plane.
         sessions: Database sessions.
-        data_dir: The server's data directory; files go to ``{data_dir}/recordings/...``.
+        data_dir: The server's data directory; files go to ``{data_dir}/recordings/{recording_id}/...``.
         workers: Writer threads (each recorded track belongs to one; calls for a track run in order).
         queue_items: Frames a writer thread may have queued before new frames are dropped.
         subscription_frames: Frames the fan-out keeps for the recorder while it is behind.
         gap_seconds: A pause in frames longer than this starts a new segment.
-        finalizer: Runs after stop (UPLOADING → UPLOADED); defaults to the local
-            :func:`roomtape.recording.finalize.finalize_recording`.
+        finalizer: Runs after stop (UPLOADING → UPLOADED); defaults to
+            :func:`roomtape.recording.finalize.prepare_upload` then ``uploader``, or without an uploader the
+            local :func:`roomtape.recording.finalize.finalize_recording`.
+        uploader: Submits the upload of a recording that is UPLOADING (the server's ``jobs.submit_upload``).
     """
 
     def __init__(
@@ -428,6 +436,7 @@ class RecordingService:
         subscription_frames: int = 120,
         gap_seconds: float = 2.0,
         finalizer: Finalizer | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
         self.media = media
         self.sessions = sessions
@@ -443,6 +452,7 @@ class RecordingService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._room_handlers: dict[str, list[tuple[RoomEventName, Callable[[RoomEvent], object]]]] = {}
         self._finalizer = finalizer
+        self._uploader = uploader
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -490,12 +500,21 @@ class RecordingService:
         """The step that follows a stop (UPLOADING → UPLOADED)."""
         if self._finalizer is not None:
             return self._finalizer
-        from roomtape.recording.finalize import finalize_recording
+        from roomtape.recording.finalize import finalize_recording, prepare_upload
 
-        async def local(recording_id: str) -> None:
-            await finalize_recording(self.sessions, self.data_dir, recording_id)
+        uploader = self._uploader
+        if uploader is None:
 
-        return local
+            async def local(recording_id: str) -> None:
+                await finalize_recording(self.sessions, self.data_dir, recording_id)
+
+            return local
+
+        async def upload(recording_id: str) -> None:
+            if await prepare_upload(self.sessions, self.data_dir, recording_id):
+                await uploader(recording_id)
+
+        return upload
 
     def is_active(self, recording_id: str) -> bool:
         """Whether the recording's writers are running in this process."""
@@ -538,7 +557,7 @@ class RecordingService:
             participant: The participant to record.
             kind: The kind of track.
             webhook_url: Where the ``participant-track-recording-*`` webhooks go, besides registered ones.
-            bucket_dir_path: Directory under the recordings root.
+            bucket_dir_path: Storage prefix of the files (``bucketDirPath``).
             caller: ``start_reason.caller``.
 
         Returns:
@@ -609,7 +628,9 @@ class RecordingService:
     ) -> Recording:
         """Start recording the tracks of a meeting's participants (RealtimeKit's track recording).
 
-        Files go to ``{recordings}/{recording_id}/{session}/{participant}/{kind}/``.
+        Files go to ``{recordings}/{recording_id}/{session}/{participant}/{kind}/``; they are uploaded to the
+        meeting's ``recording_config.storage_config`` (under its ``path``) if it has one, else to the server's
+        default storage under ``{recording_id}/``.
 
         Args:
             db: A database session (committed here).
@@ -637,6 +658,14 @@ class RecordingService:
                 start_reason={"reason": "API_CALL", "caller": caller or {"type": "ORGANIZATION"}},
                 config={"api": "realtimekit", "file_format": "webm", "participant_ids": ids, "kinds": kind_list},
             )
+            meeting_config = meeting.recording_config or {}
+            if meeting_config.get("storage_config"):
+                recording.storage_config = dict(meeting_config["storage_config"])
+            if meeting_config.get("realtimekit_bucket_config") is not None:
+                recording.config = {
+                    **recording.config,
+                    "realtimekit_bucket_config": meeting_config["realtimekit_bucket_config"],
+                }
             db.add(recording)
             await db.flush()
             recording.config = {**recording.config, "bucket_dir_path": recording.id}
@@ -751,7 +780,7 @@ class RecordingService:
         return live
 
     def _begin(self, spec: TrackRecordingSpec, live: LiveRoom) -> None:
-        active = _ActiveRecording(spec=spec, base_dir=bucket_base(self.data_dir, spec.bucket_dir_path))
+        active = _ActiveRecording(spec=spec, base_dir=recording_dir(self.data_dir, spec.recording_id))
         self._active[spec.recording_id] = active
         if spec.participant_ids is not None:
             for participant_id in spec.participant_ids:

@@ -4,8 +4,9 @@ A killed server leaves WebM files without cues or duration (their flushed cluste
 with segments still marked "recording", and recordings in INVOKED/RECORDING/PAUSED. At start-up,
 :func:`recover_interrupted` repairs every such file (:func:`roomtape.recording.repair.repair`), fixes the
 manifests and ``TrackFile`` rows, and stops each recording with ``stop_reason`` ``INTERNAL_ERROR``: UPLOADING
-(then finalized) if any media was kept, ERRORED otherwise. ``roomtape repair DIR`` runs
-:func:`repair_tree` on files alone, without a database.
+(then finalized, or handed to the upload job) if any media was kept, ERRORED otherwise. A recording's
+files live in its own directory, ``{data_dir}/recordings/{recording_id}/{session}/{participant}/{kind}/``.
+``roomtape repair DIR`` runs :func:`repair_tree` on files alone, without a database.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from roomtape.db.models import Recording, TrackFile, utcnow
 from roomtape.media.plane import MediaPlane
-from roomtape.recording.finalize import emit_track_event, local_base
+from roomtape.recording.finalize import emit_track_event, local_base, prepare_upload
 from roomtape.recording.manifest import MANIFEST_NAME, SegmentEntry, TrackManifest, iso_ms, load, save
 from roomtape.recording.repair import RepairError, needs_repair, repair
-from roomtape.recording.service import RecordingService, apply_segment
+from roomtape.recording.service import RecordingService, Uploader, apply_segment
 
 __all__ = ["RepairedDirectory", "recover_interrupted", "repair_track_directory", "repair_tree"]
 
@@ -236,19 +237,35 @@ async def recover_interrupted(
 
 
 async def open_recording_service(
-    media: MediaPlane, sessions: async_sessionmaker[AsyncSession], data_dir: Path, **options: Any
+    media: MediaPlane,
+    sessions: async_sessionmaker[AsyncSession],
+    data_dir: Path,
+    *,
+    uploader: Uploader | None = None,
+    **options: Any,
 ) -> RecordingService:
     """Start the recording service for a server: recover what a previous process left, then attach.
+
+    With an ``uploader`` (the job runner's ``submit_upload``), recovered recordings are only made final
+    here and left UPLOADING: the job runner's ``start()``, run after this, resumes every UPLOADING upload.
 
     Args:
         media: The server's media plane.
         sessions: Database sessions.
         data_dir: The data directory.
+        uploader: Submits the upload of a stopped recording.
         **options: Options of :class:`~roomtape.recording.service.RecordingService`.
 
     Returns:
         The running service (close it with ``aclose()``).
     """
-    service = await RecordingService.open(media, sessions, data_dir, **options)
-    await recover_interrupted(sessions, data_dir, service.finalizer())
+    service = await RecordingService.open(media, sessions, data_dir, uploader=uploader, **options)
+    if uploader is None:
+        await recover_interrupted(sessions, data_dir, service.finalizer())
+    else:
+
+        async def make_final(recording_id: str) -> None:
+            await prepare_upload(sessions, data_dir, recording_id)
+
+        await recover_interrupted(sessions, data_dir, make_final)
     return service

@@ -83,15 +83,17 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(data_dir: Path) -> AsyncIterator[LiveServer]:
+async def live_server(data_dir: Path, **settings_overrides: Any) -> AsyncIterator[LiveServer]:
+    port = free_port()
     settings = Settings(
         data_dir=data_dir,
         database_url=f"sqlite+aiosqlite:///{data_dir / 'roomtape.db'}",
         secret_key="test-secret-key",
         ice_host_addresses="127.0.0.1",
+        public_url=f"http://127.0.0.1:{port}",
+        **settings_overrides,
     )
     app = create_app(settings)
-    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.ensure_future(server.serve())
     deadline = time.monotonic() + 30

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 from tests.integration.media.roomtape_media_peers import read_counter
-from tests.integration.recording.recording_server import live_server
+from tests.integration.recording.recording_server import LiveServer, live_server, wait_for
 
 from roomtape.recording.manifest import load
 from roomtape.recording.repair import needs_repair
@@ -83,19 +83,25 @@ async def test_sigkill_while_recording_then_restart_repairs_files(tmp_path: Path
     info, last = await asyncio.to_thread(run_and_kill, tmp_path)
     counter_at_kill, killed_at = int(last.split()[0]), float(last.split()[1])
     alice, session = str(info["alice"]), str(info["session"])
-    video_dir = tmp_path / "recordings" / session / alice / "video"
-    audio_dir = tmp_path / "recordings" / session / alice / "audio"
-    assert any(needs_repair(p) for p in video_dir.glob("*.webm"))  # the kill left half-written files
+    ids: dict[str, str] = dict(info["ids"])  # type: ignore[call-overload]
+    local_video = tmp_path / "recordings" / ids["video"] / session / alice / "video"
+    assert any(needs_repair(p) for p in local_video.glob("*.webm"))  # the kill left half-written files
 
-    async with live_server(tmp_path) as srv:  # start-up recovers
-        for rid in dict(info["ids"]).values():  # type: ignore[call-overload]
+    async with live_server(tmp_path) as srv:  # start-up recovers, then the upload job uploads
+        for rid in ids.values():
+            await wait_for(lambda rid=rid: _status_is(srv, rid, ("UPLOADED", "ERRORED")), 20, "upload")
             recording = await srv.recording(rid)
             assert recording.status == "UPLOADED", recording.error
             assert recording.stop_reason is not None and recording.stop_reason["reason"] == "INTERNAL_ERROR"
             files = await srv.files(rid)
-            assert files and all(f.status == "complete" for f in files)
+            assert files and all(f.status == "uploaded" for f in files)
+            app_id = recording.app_id
         stopped = [e.payload for e in await srv.events("participant-track-recording-stopped")]
         assert {p["data"]["kind"] for p in stopped} == {"audio", "video"}
+
+    # Uploaded to the default storage under the app id (no bucketDirPath), manifests beside the files.
+    video_dir = tmp_path / "storage" / app_id / session / alice / "video"
+    audio_dir = tmp_path / "storage" / app_id / session / alice / "audio"
 
     # Video: decodes from a keyframe to the last flushed frame; at most 1.5 s lost.
     (segment,) = load(video_dir).segments
@@ -116,3 +122,7 @@ async def test_sigkill_while_recording_then_restart_repairs_files(tmp_path: Path
         samples = sum(f.samples for f in container.decode(stream))
     assert samples == asegment.frames * 960
     assert asegment.end_epoch_ms / 1000 >= killed_at - 1.5
+
+
+async def _status_is(srv: LiveServer, recording_id: str, statuses: tuple[str, ...]) -> bool:
+    return (await srv.recording(recording_id)).status in statuses

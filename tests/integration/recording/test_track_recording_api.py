@@ -4,6 +4,7 @@ driven over real HTTP (VideoSDK and RealtimeKit shapes) on an in-process server.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -161,13 +162,15 @@ async def test_videosdk_track_recording_waits_for_track_splits_on_mute_and_stops
     # --- audio: two segments, OpusHead, 440 Hz, durations match the unmuted spans ---
     audio = await srv.recording(audio_id)
     assert audio.kind == "track" and audio.started_time is not None and audio.stop_reason["reason"] == "API_CALL"
-    assert audio.download_url is None  # local files: no download URL until the storage job uploads them
-    directory = srv.data_dir / "recordings" / "s3path" / room.session_id / alice / "audio"
+    assert audio.download_url is None  # a track recording's URLs are per file (the -stopped webhook)
+    # Uploaded to the default (local) storage under the bucketDirPath; the local copies are gone.
+    assert not list((srv.data_dir / "recordings" / audio_id).rglob("*.webm"))
+    directory = srv.data_dir / "storage" / "s3path" / room.session_id / alice / "audio"
     manifest = load(directory)
     assert [s.status for s in manifest.segments] == ["complete", "complete"]
     files = await srv.files(audio_id)
     assert [f.path for f in files] == [f"{room.session_id}/{alice}/audio/{s.file}" for s in manifest.segments]
-    assert all(f.status == "complete" and f.size > 0 for f in files)
+    assert all(f.status == "uploaded" and f.size > 0 for f in files)
     first, second = manifest.segments
     assert first.end_epoch_ms / 1000 == pytest.approx(muted_at, abs=0.3)
     assert second.start_epoch_ms / 1000 == pytest.approx(unmuted_at, abs=0.3)
@@ -184,7 +187,7 @@ async def test_videosdk_track_recording_waits_for_track_splits_on_mute_and_stops
     assert decode_audio(directory / first.file)[2] == pytest.approx(muted_at - first.start_epoch_ms / 1000, abs=0.3)
 
     # --- video: two segments, each starts on a keyframe, 320x240, the counters run on ---
-    vdir = srv.data_dir / "recordings" / room.session_id / alice / "video"
+    vdir = srv.data_dir / "storage" / srv.app_id / room.session_id / alice / "video"  # no bucketDirPath
     vmanifest = load(vdir)
     assert len(vmanifest.segments) == 2
     last = -1
@@ -212,21 +215,36 @@ async def test_videosdk_track_recording_waits_for_track_splits_on_mute_and_stops
         assert event.payload == {"webhookType": event.event, "data": data}
         assert event.target_url == "https://www.example.com/"
     stopped_event = audio_events[3].payload
+    details = stopped_event["data"]["fileDetails"]
     assert stopped_event == {
         "webhookType": "participant-track-recording-stopped",
-        "data": {
-            **data,
-            "fileDetails": [
-                {
-                    "filePath": f"s3path/{room.session_id}/{alice}/audio/{s.file}",
-                    "fileUrl": (directory / s.file).resolve().as_uri(),
-                }
-                for s in manifest.segments
-            ],
-        },
+        "data": {**data, "fileDetails": details},
     }
+    assert [d["filePath"] for d in details] == [
+        f"s3path/{room.session_id}/{alice}/audio/{s.file}" for s in manifest.segments
+    ]
+    # fileUrl is a signed download URL of the server: fetch each file and decode it.
+    async with httpx.AsyncClient() as http:
+        for detail, segment in zip(details, manifest.segments, strict=True):
+            assert detail["fileUrl"].startswith(f"{srv.base_url}/downloads/")
+            r = await http.get(detail["fileUrl"])
+            assert r.status_code == 200 and r.content == (directory / segment.file).read_bytes()
+            with av.open(io.BytesIO(r.content)) as container:
+                assert sum(1 for _ in container.decode(audio=0)) == segment.frames > 0
+            tampered = await http.get(detail["fileUrl"].replace("sig=", "sig=0"))
+            assert tampered.status_code == 403
     video_events = [e for e in events if e.payload["data"]["kind"] == "video"]
     assert len(video_events) == 4 and all(e.target_url is None for e in video_events)
+    vdetails = video_events[3].payload["data"]["fileDetails"]
+    assert [d["filePath"] for d in vdetails] == [
+        f"{srv.app_id}/{room.session_id}/{alice}/video/{s.file}" for s in vmanifest.segments
+    ]
+    async with httpx.AsyncClient() as http:
+        for detail in vdetails:
+            r = await http.get(detail["fileUrl"])
+            assert r.status_code == 200
+            with av.open(io.BytesIO(r.content)) as container:
+                assert sum(1 for _ in container.decode(video=0)) > 0
 
     # --- the RealtimeKit API lists both as track recordings ---
     async with AsyncCloudflare(api_token=srv.api_token, base_url=srv.base_url, max_retries=0) as cf:
@@ -351,7 +369,8 @@ async def test_realtimekit_track_recording_records_every_participant(srv: LiveSe
     assert set(by_participant) == {room.pid("carol"), room.pid("dave")} and {f.kind for f in files} == {"audio"}
     for name, hz in (("carol", 440.0), ("dave", 660.0)):
         row = by_participant[room.pid(name)]
-        samples, extradata, _ = decode_audio(srv.data_dir / "recordings" / rid / row.path)
+        assert row.status == "uploaded"
+        samples, extradata, _ = decode_audio(srv.data_dir / "storage" / rid / row.path)
         assert extradata.startswith(b"OpusHead") and len(samples) == row.frames * 960
         assert dominant_frequency(samples[4800:]) == pytest.approx(hz, abs=3)
     # RealtimeKit-started recordings send no VideoSDK webhooks.
@@ -382,4 +401,4 @@ async def test_room_closing_stops_recordings_with_all_peers_left(srv: LiveServer
     recording: Recording = await srv.recording(rid)
     assert recording.stop_reason is not None and recording.stop_reason["reason"] == "ALL_PEERS_LEFT"
     (row,) = await srv.files(rid)
-    assert row.status == "complete" and row.frames >= 40
+    assert row.status == "uploaded" and row.frames >= 40

@@ -69,7 +69,12 @@ def test_meeting_is_read_from_the_token() -> None:
 def test_public_surface() -> None:
     assert set(roomtape.agents.__all__) == {
         "AUDIO_SAMPLE_RATE",
+        "AgentRoom",
         "AudioPushTrack",
+        "JobContext",
+        "RoomOptions",
+        "Stream",
+        "StreamCallback",
         "ClientEvent",
         "ClientEventName",
         "JoinError",

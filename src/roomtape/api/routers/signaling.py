@@ -20,14 +20,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast, get_args
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response, WebSocket
+from pydantic import TypeAdapter
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from roomtape.api.context import ServerContext, get_context
-from roomtape.db.models import Meeting, Participant
+from roomtape.db.models import Meeting, Participant, Session
 from roomtape.domain.enums import MeetingStatus
 from roomtape.domain.tokens import verify_participant_token
 from roomtape.errors import Conflict, Forbidden, InvalidInput, NotFound, RoomtapeError, Unauthenticated
@@ -42,6 +44,9 @@ from roomtape.media.room import (
     TrackKind,
     check_publish_offer,
 )
+from roomtape.transcripts.clock import ClockOffset
+from roomtape.transcripts.events import MAX_EVENTS, ConversationItemAdded, TranscriptEvent
+from roomtape.transcripts.ingest import ingest
 
 __all__ = ["CLOSE_CODES", "parse_track_kinds", "participant_json", "router", "start_presence", "track_json"]
 
@@ -54,6 +59,7 @@ router = APIRouter(prefix="/v1/meetings/{meeting_id}", tags=["signaling"], inclu
 SDP_MEDIA_TYPE: Final = "application/sdp"
 TRACK_KINDS_HEADER: Final = "X-Roomtape-Track-Kinds"
 _TRACK_KINDS: Final = frozenset(get_args(TrackKind))
+_TRANSCRIPT_EVENTS: Final = TypeAdapter(list[TranscriptEvent])
 
 CLOSE_CODES: Final[Mapping[str, int]] = {
     "left": 1000,
@@ -291,6 +297,7 @@ class _Connection:
         self._out: asyncio.Queue[dict[str, Any] | int] = asyncio.Queue()
         self._handlers: list[tuple[RoomEventName, Callable[[RoomEvent], object]]] = []
         self._downlink: Downlink | None = None
+        self._clock = ClockOffset()  # agent clock - server clock, as the client reported it (``clock``)
         membership.on_disconnect = self._disconnected
 
     def send(self, message: dict[str, Any]) -> None:
@@ -411,8 +418,46 @@ class _Connection:
             if not isinstance(muted, bool):
                 raise InvalidInput("mute: 'muted' must be true or false")
             self._room.set_muted(self._me, _string(message, "track_id"), muted)
+        elif kind == "ping":
+            self.send({"type": "pong", "t": message.get("t"), "server": time.time()})
+        elif kind == "clock":
+            self._clock = ClockOffset(_seconds(message, "offset"), abs(_seconds(message, "uncertainty", 0.0)))
+        elif kind == "transcript":
+            await self._transcript(message)
         else:
             raise InvalidInput(f"unknown message type {kind!r}")
+
+    async def _transcript(self, message: dict[str, Any]) -> None:
+        """Store ``conversation_item_added`` / ``user_input_transcribed`` events on the session's clock."""
+        raw = message.get("events")
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_EVENTS:
+            raise InvalidInput(f"transcript: 'events' must be a list of 1 to {MAX_EVENTS} events")
+        events = _TRANSCRIPT_EVENTS.validate_python(raw)
+        offset = self._clock
+        if message.get("clock_offset") is not None:
+            offset = ClockOffset(_seconds(message, "clock_offset"))
+        # The agent's own replies are the sender's speech unless it says otherwise.
+        events = [
+            e.model_copy(update={"participant_id": self._me})
+            if isinstance(e, ConversationItemAdded) and e.role == "assistant" and e.participant_id is None
+            else e
+            for e in events
+        ]
+        ctx: ServerContext = self._ws.app.state.ctx
+        async with ctx.sessions() as db:
+            session = await db.get(Session, self._membership.session_id)
+            if session is None:  # pragma: no cover - the membership's session exists while it is joined
+                raise NotFound("session not found")
+            items = await ingest(db, session, events, offset=offset, source="agent")
+            await db.commit()
+        self.send(
+            {
+                "type": "transcript_stored",
+                "request_id": message.get("request_id"),
+                "item_ids": [i.id for i in items],
+                "items": [{"id": i.id, "start": i.start, "end": i.end} for i in items],
+            }
+        )
 
     async def finish(self) -> None:
         """Stop listening, close the downlink and leave the room."""
@@ -428,6 +473,13 @@ def _string(message: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{message.get('type')}: '{key}' must be a non-empty string")
     return value
+
+
+def _seconds(message: Mapping[str, Any], key: str, default: float | None = None) -> float:
+    value = message.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or abs(value) > 1e10:
+        raise InvalidInput(f"{message.get('type')}: '{key}' must be a number of seconds")
+    return float(value)
 
 
 def _request_type(raw: str) -> str | None:

@@ -13,7 +13,7 @@ Code written for VideoSDK works by changing the base URL and the token. The ``Au
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import jwt
 from fastapi import APIRouter, Depends, Request
@@ -23,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import bearer_token
 from roomtape.api.context import get_context, get_db
+from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.db.models import ApiToken, App, Meeting, Participant, Recording
 from roomtape.domain.tokens import hash_api_token, looks_like_jwt
-from roomtape.errors import InvalidInput, NotFound, RoomtapeError, Unauthenticated, Unavailable
+from roomtape.errors import Conflict, InvalidInput, NotFound, RoomtapeError, Unauthenticated, Unavailable
 from roomtape.recording.manifest import TrackKind
-from roomtape.recording.service import RecordingService
+from roomtape.recording.meeting import MeetingRecordings, derive_compose
+from roomtape.recording.service import RecordingService, clean_bucket_dir_path
 
 router = APIRouter(prefix="/v2/recordings/participant/track", tags=["videosdk"])
 
@@ -210,3 +212,121 @@ async def stop_track_recording(
         db, meeting_id=meeting.id, participant_id=participant.id, kind=body.kind
     )
     return _out("participant track recording stopped", recording, participant.id, body.kind)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# meeting (composite) recording: POST /v2/recordings/start | /v2/recordings/end (seed 000)
+
+meeting_router = APIRouter(prefix="/v2/recordings", tags=["videosdk"])
+
+Text = Annotated[str, StringConstraints(max_length=2048, pattern=NO_NUL)]
+RoomId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
+
+
+class MeetingRecordingConfig(BaseModel):
+    """``config`` of ``/v2/recordings/start``.
+
+    ``layout {type GRID|SPOTLIGHT|SIDEBAR}``, ``orientation``, ``theme``, ``mode video-and-audio|audio``,
+    ``quality low|med|high``.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    layout: dict[str, Any] | None = None
+    orientation: Literal["landscape", "portrait"] | None = None
+    theme: Annotated[str, StringConstraints(max_length=32, pattern=NO_NUL)] | None = None
+    mode: Literal["video-and-audio", "audio"] | None = None
+    quality: Literal["low", "med", "high"] | None = None
+
+
+class MeetingRecordingStart(BaseModel):
+    """Body of ``/v2/recordings/start``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    roomId: RoomId
+    config: MeetingRecordingConfig | None = None
+    webhookUrl: Text | None = None
+    awsDirPath: Text | None = None
+
+
+class MeetingRecordingEnd(BaseModel):
+    """Body of ``/v2/recordings/end``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    roomId: RoomId
+
+
+class MeetingRecordingOut(BaseModel):
+    """What start and end answer."""
+
+    message: str
+    recordingId: str
+    roomId: str
+    sessionId: str | None
+    status: str
+
+
+def _meetings(request: Request) -> MeetingRecordings:
+    manager = get_context(request).meeting_recordings
+    if manager is None:
+        raise Unavailable("the recording service is not running")
+    return manager
+
+
+@meeting_router.post("/start", response_model=MeetingRecordingOut, summary="Start meeting recording")
+async def start_meeting_recording(
+    body: MeetingRecordingStart,
+    request: Request,
+    caller: VideoSdkCaller = Depends(videosdk_caller),
+    db: AsyncSession = Depends(get_db),
+) -> MeetingRecordingOut:
+    """Record the room's live session into one composite MP4 (rendered when the recording ends)."""
+    meeting = await _meeting(db, caller, body.roomId)
+    cfg = body.config.model_dump(exclude_none=True) if body.config else {}
+    settings, _ = derive_compose(videosdk_config=cfg or {"layout": {"type": "GRID"}})
+    config: dict[str, Any] = {"api": "videosdk", "compose": settings, "videosdk_config": cfg}
+    if body.webhookUrl:
+        config["webhook_url"] = body.webhookUrl
+    if body.awsDirPath:
+        config["bucket_dir_path"] = clean_bucket_dir_path(body.awsDirPath)
+    recording = await _meetings(request).start(db, meeting, config=config, caller={"type": "ORGANIZATION"})
+    return MeetingRecordingOut(
+        message="recording started",
+        recordingId=recording.id,
+        roomId=meeting.id,
+        sessionId=recording.session_id,
+        status=recording.status,
+    )
+
+
+@meeting_router.post("/end", response_model=MeetingRecordingOut, summary="End meeting recording")
+async def end_meeting_recording(
+    body: MeetingRecordingEnd,
+    request: Request,
+    caller: VideoSdkCaller = Depends(videosdk_caller),
+    db: AsyncSession = Depends(get_db),
+) -> MeetingRecordingOut:
+    """Stop the room's running meeting recording (409 if none runs)."""
+    meeting = await _meeting(db, caller, body.roomId)
+    running = await db.scalar(
+        select(Recording.id)
+        .where(
+            Recording.meeting_id == meeting.id,
+            Recording.kind == "composite",
+            Recording.status.in_(("INVOKED", "RECORDING", "PAUSED")),
+        )
+        .order_by(Recording.invoked_time.desc())
+        .limit(1)
+    )
+    if running is None:
+        raise Conflict(f"room {meeting.id} has no running recording")
+    recording = await _meetings(request).stop(running, "API_CALL", {"type": "ORGANIZATION"})
+    return MeetingRecordingOut(
+        message="recording stopped",
+        recordingId=recording.id,
+        roomId=meeting.id,
+        sessionId=recording.session_id,
+        status=recording.status,
+    )

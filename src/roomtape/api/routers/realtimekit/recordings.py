@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,10 +23,12 @@ from roomtape.api.routers.realtimekit.convert import Page, TimeQuery, meeting_ou
 from roomtape.api.routers.realtimekit.meetings import get_meeting
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Paging, paging
-from roomtape.db.models import App, Meeting, Participant, Recording, TrackFile
+from roomtape.db.models import App, Meeting, Participant, Recording, TrackFile, utcnow
 from roomtape.domain.secretbox import redact
-from roomtape.errors import NotFound, Unavailable
+from roomtape.errors import Conflict, NotFound, Unavailable
+from roomtape.jobs.upload import refresh_download_urls, retry_recording
 from roomtape.recording.manifest import TrackKind
+from roomtape.recording.meeting import MeetingRecordings, derive_compose, recompose
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/recordings", tags=["recordings"])
 
@@ -215,7 +217,9 @@ async def get_recordings(
     status: list[str] | None = Query(None, description="Only these statuses (repeat, or comma-separated)"),
     sort_by: Literal["invokedTime"] = "invokedTime",
     sort_order: Literal["ASC", "DESC"] = "DESC",
-    expired: bool | None = Query(None, description="Accepted for compatibility; local files do not expire"),
+    expired: bool | None = Query(
+        None, description="true: only recordings whose download URL has expired; false: only the others"
+    ),
     app: App = Depends(app_of),
     db: AsyncSession = Depends(get_db),
 ) -> RecordingListResponse:
@@ -234,6 +238,9 @@ async def get_recordings(
         # Repeated (``status=A&status=B``) or comma-separated; a value that is no status matches nothing.
         wanted = {v.strip() for item in status for v in item.split(",") if v.strip()}
         where.append(Recording.status.in_(wanted))
+    if expired is not None:
+        is_expired = Recording.download_url_expiry.is_not(None) & (Recording.download_url_expiry < utcnow())
+        where.append(is_expired if expired else ~is_expired)
     joined = select(Recording, Meeting).join(Meeting, Meeting.id == Recording.meeting_id).where(*where)
     total = int(await db.scalar(select(func.count()).select_from(joined.subquery())) or 0)
     order = Recording.invoked_time.asc() if sort_order == "ASC" else Recording.invoked_time.desc()
@@ -288,10 +295,246 @@ async def start_track_recording(
 
 @router.get("/{recording_id:uuid}", response_model=RecordingResponse, summary="Get a recording")
 async def get_one_recording(
-    recording_id: uuid.UUID, app: App = Depends(app_of), db: AsyncSession = Depends(get_db)
+    recording_id: uuid.UUID, request: Request, app: App = Depends(app_of), db: AsyncSession = Depends(get_db)
 ) -> RecordingResponse:
     """One recording of the app (recording ids are UUIDs, so ``/recordings/track`` is not one)."""
     recording = await db.get(Recording, str(recording_id))
     if recording is None or recording.app_id != app.id:
         raise NotFound("recording not found")
+    if await refresh_download_urls(get_context(request), recording):  # an expired URL is signed again
+        await db.commit()
+        await db.refresh(recording)
     return RecordingResponse(data=recording_out(recording, files=await _files(db, recording)))
+
+
+@router.post("/{recording_id:uuid}/retry", response_model=RecordingResponse, summary="Retry a failed upload")
+async def retry_recording_upload(
+    recording_id: uuid.UUID, request: Request, app: App = Depends(app_of), db: AsyncSession = Depends(get_db)
+) -> RecordingResponse:
+    """Upload an ``ERRORED`` (or stuck ``UPLOADING``) recording again; 409 in any other state.
+
+    roomtape extension: the recording goes back to ``UPLOADING`` and the upload job is submitted.
+    """
+    ctx = get_context(request)
+    recording = await db.get(Recording, str(recording_id))
+    if recording is None or recording.app_id != app.id:
+        raise NotFound("recording not found")
+    if ctx.jobs is None:
+        raise Unavailable("the job runner is not running")
+    await retry_recording(ctx, recording.id)
+    await ctx.jobs.submit_upload(recording.id)
+    ctx.jobs.events_committed()
+    await db.refresh(recording)
+    return RecordingResponse(data=recording_out(recording, files=await _files(db, recording)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# composite (meeting) recordings: start, active, pause/resume/stop, compose again
+
+
+class AudioConfig(BaseModel):
+    """``audio_config`` of "start recording"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channel: Literal["mono", "stereo"] = "stereo"
+    codec: Literal["MP3", "AAC"] = "AAC"
+    export_file: bool = False
+
+
+class VideoConfig(BaseModel):
+    """``video_config`` of "start recording" (``watermark`` accepted and ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    codec: Literal["H264", "VP8", "VP9"] = "H264"
+    width: int = Field(1280, ge=16, le=1920)
+    height: int = Field(720, ge=16, le=1920)
+    export_file: bool = True
+
+
+class BucketConfig(BaseModel):
+    """``realtimekit_bucket_config``: whether download URLs are given out."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    enabled: bool = True
+
+
+class RecordingStart(BaseModel):
+    """Body of "start recording" (``RecordingStartRecordingsParams``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    meeting_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+    audio_config: AudioConfig | None = None
+    video_config: VideoConfig | None = None
+    file_name_prefix: Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9_.\-]*$")] | None = None
+    max_seconds: int | None = Field(None, ge=60, le=86400)
+    allow_multiple_recordings: bool = False
+    storage_config: s.StorageConfigIn | None = None
+    realtimekit_bucket_config: BucketConfig | None = None
+    url: str | None = Field(None, max_length=2048)
+    interactive_config: dict[str, Any] | None = None
+    rtmp_out_config: dict[str, Any] | None = None
+
+
+class RecordingAction(BaseModel):
+    """Body of "pause/resume/stop recording"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["pause", "resume", "stop"]
+
+
+class ComposeRequest(BaseModel):
+    """Body of "compose again" (roomtape extension)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layout: Literal["grid", "active_speaker", "audio_only"] | None = None
+    format: Literal["mp4", "webm", "ogg", "mp3", "aac"] | None = None
+    channels: Literal["mono", "stereo", "per_speaker"] | None = None
+    width: int | None = Field(None, ge=16, le=3840)
+    height: int | None = Field(None, ge=16, le=2160)
+
+
+def _meetings(request: Request) -> MeetingRecordings:
+    manager = get_context(request).meeting_recordings
+    if manager is None:
+        raise Unavailable("the recording service is not running")
+    return manager
+
+
+async def _own_recording(db: AsyncSession, app: App, recording_id: uuid.UUID) -> Recording:
+    recording = await db.get(Recording, str(recording_id))
+    if recording is None or recording.app_id != app.id:
+        raise NotFound("recording not found")
+    return recording
+
+
+@router.post("", response_model=RecordingResponse, status_code=201, summary="Start recording a meeting")
+async def start_recordings(
+    body: RecordingStart,
+    request: Request,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> RecordingResponse:
+    """Record the meeting's live session into one composite file (rendered when the recording stops).
+
+    409 while another recording of the meeting runs, unless ``allow_multiple_recordings``.
+    """
+    meeting = await get_meeting(db, app, body.meeting_id)
+    manager = _meetings(request)
+    audio = body.audio_config.model_dump() if body.audio_config else None
+    video = body.video_config.model_dump() if body.video_config else None
+    settings, _ = derive_compose(audio_config=audio, video_config=video)
+    config: dict[str, Any] = {
+        "api": "realtimekit",
+        "compose": settings,
+        "audio_config": audio,
+        "video_config": video,
+        "file_name_prefix": body.file_name_prefix,
+    }
+    if body.realtimekit_bucket_config is not None:
+        config["realtimekit_bucket_config"] = body.realtimekit_bucket_config.model_dump()
+    storage = None
+    if body.storage_config is not None:
+        storage = get_context(request).box.seal_fields(body.storage_config.model_dump(exclude_none=True))
+    recording = await manager.start(
+        db,
+        meeting,
+        config=config,
+        caller={"type": "ORGANIZATION"},
+        allow_multiple=body.allow_multiple_recordings,
+        storage_config=storage,
+        max_seconds=body.max_seconds,
+    )
+    return RecordingResponse(data=recording_out(recording))
+
+
+@router.get("/active-recording/{meeting_id}", response_model=RecordingResponse, summary="Fetch the active recording")
+async def get_active_recordings(
+    meeting_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> RecordingResponse:
+    """The meeting's running (INVOKED, RECORDING or PAUSED) composite recording, newest first."""
+    meeting = await get_meeting(db, app, meeting_id)
+    recording = await db.scalar(
+        select(Recording)
+        .where(
+            Recording.meeting_id == meeting.id,
+            Recording.kind == "composite",
+            Recording.status.in_(("INVOKED", "RECORDING", "PAUSED")),
+        )
+        .order_by(Recording.invoked_time.desc())
+        .limit(1)
+    )
+    if recording is None:
+        raise NotFound(f"meeting {meeting.id} has no active recording")
+    return RecordingResponse(data=recording_out(recording))
+
+
+@router.put("/{recording_id:uuid}", response_model=RecordingResponse, summary="Pause, resume or stop a recording")
+async def pause_resume_stop_recording(
+    recording_id: uuid.UUID,
+    body: RecordingAction,
+    request: Request,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> RecordingResponse:
+    """``pause`` (RECORDING → PAUSED), ``resume`` (PAUSED → RECORDING) or ``stop`` (→ UPLOADING); 409 otherwise."""
+    recording = await _own_recording(db, app, recording_id)
+    manager = _meetings(request)
+    if recording.kind != "composite":
+        if body.action != "stop" or get_context(request).recordings is None:
+            raise Conflict("track recordings can only be stopped")
+        service = get_context(request).recordings
+        assert service is not None
+        if not service.is_active(recording.id):
+            raise Conflict(f"recording is {recording.status}, not running")
+        updated = await service.stop_recording(recording.id, "API_CALL", {"type": "ORGANIZATION"})
+    elif body.action == "pause":
+        updated = await manager.pause(recording.id)
+    elif body.action == "resume":
+        updated = await manager.resume(recording.id)
+    else:
+        updated = await manager.stop(recording.id, "API_CALL", {"type": "ORGANIZATION"})
+    return RecordingResponse(data=recording_out(updated, files=await _files(db, updated)))
+
+
+@router.post(
+    "/{recording_id:uuid}/compose",
+    response_model=RecordingResponse,
+    status_code=202,
+    summary="Render the composite again (roomtape extension)",
+)
+async def compose_recording(
+    recording_id: uuid.UUID,
+    body: ComposeRequest,
+    request: Request,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> RecordingResponse:
+    """Render a stopped composite recording again with another layout or format, then upload it.
+
+    The render runs in a worker thread; the response comes once it is written (UPLOADING); the upload job
+    then makes it UPLOADED with the new ``download_url``.
+    """
+    recording = await _own_recording(db, app, recording_id)
+    if recording.kind != "composite":
+        raise Conflict("only composite recordings can be composed")
+    ctx = get_context(request)
+    updated = await recompose(
+        ctx,
+        recording.id,
+        layout=body.layout,
+        fmt=body.format,
+        channels=body.channels,
+        width=body.width,
+        height=body.height,
+    )
+    if ctx.jobs is not None:
+        await ctx.jobs.submit_upload(updated.id)
+    return RecordingResponse(data=recording_out(updated))

@@ -160,6 +160,10 @@ class StorageConfigIn(_Request):
     private_key: Annotated[str, StringConstraints(max_length=65536, pattern=NO_NUL)] | None = None
     region: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     username: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
+    endpoint: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s\x00]+$")] | None = None
+    """roomtape extension: the S3/GCS/Azure endpoint URL (MinIO-style servers, emulators)."""
+    path_style: bool | None = None
+    """roomtape extension: S3 path-style addressing (``{endpoint}/{bucket}/{key}``), as MinIO needs."""
 
     # The same rules as the validator below, in the OpenAPI document (JSON Schema if/then).
     model_config = ConfigDict(
