@@ -123,6 +123,7 @@ def compose_options(config: dict[str, Any], base: Path) -> ComposeOptions:
         format=c.get("format", "mp4"),
         video_codec=c.get("video_codec"),
         channels=c.get("channels", "stereo"),
+        agent_participant_id=c.get("agent_participant_id"),
         width=int(c.get("width", 1280)),
         height=int(c.get("height", 720)),
         fps=int(c.get("fps", 30)),
@@ -167,6 +168,10 @@ def derive_compose(
         "width": width - width % 2,
         "height": height - height % 2,
     }
+    agent = (audio_config.get("channel_map") or {}).get("agent_participant_id")
+    if agent and audio_config.get("channel", "stereo") == "stereo":
+        # Agent sessions: everyone else on the left, the agent on the right.
+        settings["channels"], settings["agent_participant_id"] = "agent_stereo", str(agent)
     export: AudioFormat | None = audio_fmt if audio_config.get("export_file") else None
     if export is not None:
         settings["export_format"] = export

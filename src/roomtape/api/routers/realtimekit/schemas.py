@@ -97,12 +97,25 @@ class AIConfig(_Request):
     transcription: Transcription | None = None
 
 
+class ChannelMap(_Request):
+    """roomtape extension: which participant goes to which stereo channel (agent sessions).
+
+    With ``agent_participant_id`` set, the composite is "user left, agent right" (LiveKit and Pipecat's
+    convention), and the map is written into the file's metadata.
+    """
+
+    left: Literal["users"] = "users"
+    right: Literal["agent"] = "agent"
+    agent_participant_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+
+
 class AudioConfig(_Request):
     """Audio output of a composite recording."""
 
     channel: Literal["mono", "stereo"] | None = None
     codec: Literal["MP3", "AAC"] | None = None
     export_file: bool | None = None
+    channel_map: ChannelMap | None = None
 
 
 class WatermarkSize(_Request):

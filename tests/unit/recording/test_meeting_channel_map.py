@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from roomtape.api.routers.realtimekit.schemas import AudioConfig
+from roomtape.recording.meeting import compose_options, derive_compose
+
+
+def test_agent_channel_map_renders_user_left_agent_right(tmp_path: Path) -> None:
+    audio = AudioConfig.model_validate(
+        {"channel": "stereo", "codec": "AAC", "channel_map": {"agent_participant_id": "agent-1"}}
+    ).model_dump(exclude_none=True)
+    settings, _ = derive_compose(audio_config=audio, video_config={"export_file": False})
+    assert settings["channels"] == "agent_stereo" and settings["agent_participant_id"] == "agent-1"
+    options = compose_options({"compose": settings}, tmp_path)
+    assert options.channels == "agent_stereo" and options.agent_participant_id == "agent-1"
+
+
+def test_plain_stereo_and_mono_are_unchanged(tmp_path: Path) -> None:
+    assert derive_compose(audio_config={"channel": "stereo"})[0]["channels"] == "stereo"
+    mono, _ = derive_compose(audio_config={"channel": "mono", "channel_map": {"agent_participant_id": "a"}})
+    assert mono["channels"] == "mono" and "agent_participant_id" not in mono
+    with pytest.raises(ValidationError):
+        AudioConfig.model_validate({"channel_map": {"right": "agent"}})  # the agent must be named
