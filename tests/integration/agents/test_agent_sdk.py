@@ -5,7 +5,6 @@ both sides; the agent's espeak-ng phrases line up with their transcript items in
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 import wave
@@ -218,7 +217,6 @@ def onset(level: np.ndarray, threshold: float, near: float, search: float = 0.5,
     raise AssertionError(f"no speech onset near {near:.2f} s")
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (scripts/setup-system.sh)")
 async def test_spoken_phrases_line_up_with_their_transcript_items(server: Server, api: Api, tmp_path: Path) -> None:
     speech = [espeak(p, tmp_path) for p in PHRASES]
     meeting_id = api.meeting()
