@@ -392,6 +392,11 @@ class _Connection:
             except (RoomtapeError, RoomError, ValueError) as exc:
                 text = exc.message if isinstance(exc, RoomtapeError) else str(exc)
                 self.send({"type": "error", "message": text, "request": _request_type(raw)})
+            except Exception:
+                # A bug in handling one message must not silently drop the participant (their reader would
+                # end, and they would be recorded as having left): log it, tell the client, keep going.
+                log.exception("signaling: handling %r failed", _request_type(raw))
+                self.send({"type": "error", "message": "internal error", "request": _request_type(raw)})
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -514,7 +519,11 @@ async def signaling_socket(websocket: WebSocket, meeting_id: str, token: str | N
     reader = asyncio.create_task(connection.read(), name="roomtape-ws-reader")
     try:
         # The writer ends after a close (leave, kick, replacement); the reader when the client goes.
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            failure = task.exception()
+            if failure is not None and not isinstance(failure, WebSocketDisconnect):
+                log.error("signaling %s of %s ended: %r", task.get_name(), membership.participant_id, failure)
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
