@@ -59,7 +59,20 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, database_ur
         click.echo(f"roomtape: demo app credentials are in {settings.data_dir / DEMO_CREDENTIALS_FILE}")
     click.echo(f"roomtape: serving on {settings.resolved_public_url} (database: {_safe_url(settings)})")
     sys.stdout.flush()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=_log_config()
+    )
+
+
+def _log_config() -> dict[str, Any]:
+    """Uvicorn's logging set-up plus roomtape's own loggers at INFO (sessions, leaves, repairs, failures)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["roomtape"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 async def _prepare(settings: Settings, demo: bool) -> dict[str, str] | None:

@@ -522,7 +522,14 @@ async def signaling_socket(websocket: WebSocket, meeting_id: str, token: str | N
         done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             failure = task.exception()
-            if failure is not None and not isinstance(failure, WebSocketDisconnect):
+            if isinstance(failure, WebSocketDisconnect):
+                log.info(
+                    "signaling: %s closed the socket (code %s, reason %r)",
+                    membership.participant_id,
+                    failure.code,
+                    failure.reason,
+                )
+            elif failure is not None:
                 log.error("signaling %s of %s ended: %r", task.get_name(), membership.participant_id, failure)
     finally:
         reader.cancel()

@@ -63,6 +63,7 @@ for (const type of ["track_muted", "track_unmuted"]) {
 }
 client.addEventListener("kicked", () => status("You were removed from the meeting."));
 client.addEventListener("closed", (ev) => {
+  window.roomtape.closed = ev.detail;
   if (ev.detail.code !== 1000) status(`Disconnected (${ev.detail.code}).`);
   setJoined(false);
 });
