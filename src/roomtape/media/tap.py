@@ -59,6 +59,7 @@ from typing import Any, Final
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as _rx_module
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtcpSrPacket
 
 from roomtape.media.frame import (
@@ -100,6 +101,7 @@ _NTP_UNIX_OFFSET: Final = 2_208_988_800
 _RX_TIMESTAMP_MAPPER: Final = "_RTCRtpReceiver__timestamp_mapper"
 _RX_RTX_SSRC: Final = "_RTCRtpReceiver__rtx_ssrc"
 _RX_STARTED: Final = "_RTCRtpReceiver__started"
+_RX_JITTER_BUFFER: Final = "_RTCRtpReceiver__jitter_buffer"
 
 
 class AiortcInternalsError(RuntimeError):
@@ -173,6 +175,12 @@ def check_internals() -> None:
 
     handle_rtp = _code_names(getattr(RTCRtpReceiver, "_handle_rtp_packet", None))
     need(_RX_TIMESTAMP_MAPPER in handle_rtp, "_handle_rtp_packet no longer maps timestamps")
+    need(_RX_JITTER_BUFFER in init_names, "RTCRtpReceiver.__init__ no longer sets __jitter_buffer")
+    need(
+        _RX_JITTER_BUFFER in handle_rtp and "add" in handle_rtp,
+        "_handle_rtp_packet no longer re-assembles frames with __jitter_buffer.add",
+    )
+    need(_params(JitterFrame) == ["data", "timestamp"], "aiortc.jitterbuffer.JitterFrame(data, timestamp) changed")
 
     pli = getattr(RTCRtpReceiver, "_send_rtcp_pli", None)
     need(inspect.iscoroutinefunction(pli), "RTCRtpReceiver._send_rtcp_pli is not a coroutine function")
@@ -445,6 +453,38 @@ def installed() -> bool:
     return _rx.decoder_worker is _decoder_worker and _rx.get_decoder is _get_decoder
 
 
+_MAX_MISORDER: Final = 100
+"""Packets this far behind the last one passed on are late; further behind, the sender restarted."""
+
+
+class AudioPacketBuffer:
+    """Stands in for aiortc's audio jitter buffer on a tapped receiver: every Opus packet is a whole frame.
+
+    aiortc's audio buffer (16 packets, prefetch 4) holds frames back until four more have arrived (80 ms of
+    added latency) and lets out at most one frame per packet received. After a lost packet it stays full, so
+    each later loss overflows it and throws away good packets: at 5 % random loss only ~74 % of packets came
+    out. Nothing here decodes, so nothing needs a smooth stream: pass each packet on as it comes, drop
+    duplicates and packets older than the last one passed on (the WebM muxer needs rising timestamps).
+    """
+
+    capacity: Final = 16
+    """Kept for aiortc, which reads it; nothing is buffered."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        """Take one depayloaded RTP packet; answer ``(pli_flag, frame or None)`` like ``JitterBuffer.add``."""
+        seq: int = packet.sequence_number
+        if self._last is not None:
+            behind = (self._last - seq) & 0xFFFF
+            if behind < _MAX_MISORDER:
+                return False, None  # a duplicate, or late: a newer packet has already been passed on
+        # (A packet far behind is a restarted stream, as aiortc's buffer also takes it: start over from it.)
+        self._last = seq
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+
+
 def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL) -> TappedReceiver:
     """Make a receiver's track yield :class:`EncodedFrame` objects instead of decoded frames.
 
@@ -470,6 +510,10 @@ def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT
     if getattr(rx, _RX_STARTED):
         raise RuntimeError("receiver already started decoding: tap it from the 'track' event")
     tapped = TappedReceiver(receiver, track.kind, keyframe_interval)
+    if track.kind == "audio":
+        if not hasattr(rx, _RX_JITTER_BUFFER):
+            raise AiortcInternalsError(f"RTCRtpReceiver has no {_RX_JITTER_BUFFER} to replace")
+        setattr(rx, _RX_JITTER_BUFFER, AudioPacketBuffer())
     with _tapped_lock:
         _tapped_queues[track._queue] = tapped
 
