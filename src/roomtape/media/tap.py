@@ -19,8 +19,9 @@ How the seam is used, and why:
 * :func:`tap_receiver` marks one receiver. It must run before the receiver starts (``receive()`` starts the
   decoder thread once DTLS connects); the ``"track"`` event of ``RTCPeerConnection`` fires inside
   ``setRemoteDescription``, before that, and is the place to call it.
-* The decoder thread stays: one extra thread hop per frame, as aiortc already does, and it keeps the
-  jitter buffer's behaviour intact.
+* The decoder thread stays: one extra thread hop per frame, as aiortc already does. Video keeps aiortc's
+  jitter buffer (frame re-assembly, NACK); audio gets :class:`AudioPacketBuffer`, since every Opus packet
+  is a whole frame and aiortc's audio buffer turns a little loss into a lot.
 
 What comes out of ``track.recv()`` on a tapped receiver is an :class:`~roomtape.media.frame.EncodedFrame`:
 
