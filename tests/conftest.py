@@ -19,6 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+# Tests talk to servers on loopback (webhook receivers, storage emulators): allow exactly that. Every
+# Settings() built in-process and every server or worker subprocess (they inherit os.environ) sees it;
+# tests of the refusal build their Settings with outbound_allow_cidrs="" explicitly.
+os.environ.setdefault("ROOMTAPE_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
 PG_ADMIN_DSN = os.environ.get("ROOMTAPE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
 
@@ -111,7 +115,7 @@ def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | 
         [str(BIN / "roomtape"), "serve", "--no-demo"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # generous: the 2 shared cores are often busy (36 s seen at load 16)
     while True:
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -119,6 +123,7 @@ def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | 
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()  # never leave a half-started server behind
             raise RuntimeError("server did not start:\n" + (data_dir / "server.log").read_text())
         time.sleep(0.1)
     return Server(base, data_dir, database_url, app["account_id"], app["app_id"], app["api_token"], proc, env)

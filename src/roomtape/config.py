@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     """Factor applied to every meeting's ``session_keep_alive_time_in_secs`` before a session with nobody in it
     ends. 1 in production; tests set e.g. 0.01 so a 60 s keep-alive passes in 0.6 s."""
 
+    recording_max_seconds_scale: float = Field(default=1.0, gt=0, le=1.0)
+    """Factor applied to a recording's ``max_seconds`` before the timer stops it. 1 in production (the API still
+    takes 60..86400); tests set e.g. 0.05 so a 60 s limit stops the recording after 3 s."""
+
     ice_host_addresses: str = ""
     """Comma-separated local addresses to gather ICE host candidates on (e.g. ``127.0.0.1`` for loopback-only
     tests, or the LAN address of a multi-homed host). Empty means every interface but loopback."""
@@ -102,13 +106,29 @@ class Settings(BaseSettings):
     """Name of the Redis stream jobs are queued on (one per deployment)."""
 
     webhook_max_attempts: int = Field(default=22, ge=1)
-    """Delivery attempts per event and URL before it is marked dead (with the default backoff: about 28 hours)."""
+    """Delivery attempts per event and URL before it is marked dead (with the default backoff: about 25.5 hours)."""
 
     webhook_backoff_base_secs: float = Field(default=1.0, gt=0)
     """First retry delay; each next one doubles, up to ``webhook_backoff_max_secs``."""
 
     webhook_backoff_max_secs: float = Field(default=3 * 3600.0, gt=0)
     """Longest delay between two delivery attempts."""
+
+    broker_claim_idle_ms: int = Field(default=30_000, ge=100)
+    """Distributed jobs: a job message nobody has heartbeated for this long (its worker died) is claimed and
+    run by another worker. Running workers heartbeat their messages every third of it."""
+
+    broker_lock_ms: int = Field(default=30_000, ge=100)
+    """Distributed jobs: lifetime of the per-recording job lock and the webhook dispatcher lease (refreshed
+    every third of it while held), i.e. how long a dead worker can keep another from taking over."""
+
+    outbound_allow_private: bool = False
+    """Let webhook URLs and storage hosts resolve to private, loopback, link-local or otherwise non-public
+    addresses. Off: such targets are refused (400 when registered, and again when connecting)."""
+
+    outbound_allow_cidrs: str = ""
+    """Comma-separated networks (e.g. ``10.1.2.0/24,127.0.0.1/32``) that webhook URLs and storage hosts may
+    resolve to even though they are not public."""
 
     @field_validator("data_dir")
     @classmethod

@@ -143,6 +143,10 @@ async def end_session_if_idle(db: AsyncSession, session_id: str, now: datetime |
             },
         )
     await db.flush()
+    # An agent session's transcript is complete now: meeting.transcript (imported here: transcripts uses db).
+    from roomtape.transcripts.ingest import on_session_ended
+
+    await on_session_ended(db, session.id)
     return True
 
 

@@ -88,6 +88,8 @@ class App(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     api_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     """Secret that signs VideoSDK-style JWTs (``apikey`` = app id), sealed with ``domain.secretbox``."""
+    storage_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """App-wide default storage of recordings that name none; secrets sealed (``domain.secretbox``)."""
 
 
 class ApiToken(Base):
@@ -206,6 +208,8 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     target_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     """A per-request URL (VideoSDK's ``webhookUrl``): delivered there in addition to registered webhooks."""
+    recording_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    """The recording the event is about, if any (to list its deliveries)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
 

@@ -1,6 +1,7 @@
-"""The in-process job runner (embedded default): uploads and webhook delivery as tasks of the server.
+"""The in-process job runner (embedded default): recording jobs and webhook delivery as tasks of the server.
 
-Every job is re-derived from the database at start-up: recordings in ``UPLOADING`` are uploaded again
+A recording's job (:func:`recording_job`) renders its composite if that is still missing, then uploads.
+Every job is re-derived from the database at start-up: recordings in ``UPLOADING`` are run again
 (idempotent), and the outbox's undelivered events are simply what the deliverer reads.
 """
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from roomtape.db.models import Recording
 from roomtape.errors import RoomtapeError
+from roomtape.jobs.compose import render_pending
 from roomtape.jobs.deps import JobDeps
 from roomtape.jobs.upload import upload_recording
 from roomtape.webhooks.delivery import Deliverer
@@ -70,6 +72,12 @@ async def upload_until_done(deps: JobDeps, recording_id: str) -> None:
         attempt += 1
 
 
+async def recording_job(deps: JobDeps, recording_id: str) -> None:
+    """The whole job of a stopped recording: render its composite if needed, then upload until done."""
+    if await render_pending(deps, recording_id):
+        await upload_until_done(deps, recording_id)
+
+
 class InProcessRunner:
     """Jobs as asyncio tasks of the server process."""
 
@@ -97,7 +105,7 @@ class InProcessRunner:
 
     async def _upload(self, recording_id: str) -> None:
         try:
-            await upload_until_done(self._deps, recording_id)
+            await recording_job(self._deps, recording_id)
         finally:
             self.events_committed()
 

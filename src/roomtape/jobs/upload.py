@@ -19,6 +19,12 @@ and ``file_size`` — no URLs when ``config.realtimekit_bucket_config.enabled`` 
 carry each file's storage key and download URL (roomtape-signed, or presigned by a cloud backend); a
 permanent failure sends ``participant-track-recording-failed``.
 
+Storage: the recording's own ``storage_config``, else its app's default ``storage_config`` (copied onto the
+recording at its first upload, under ``{path}/{bucket_dir_path}``, so later downloads keep finding it even if
+the app's default changes), else the server's default. A client-given storage is checked again before each
+upload (:func:`roomtape.storage.validate.check_storage_config`: safe ``path``, hosts resolving to public
+addresses); a refusal is a permanent error.
+
 Errors: a retryable one (storage down) propagates, the recording stays ``UPLOADING`` and the runner tries
 again later. A permanent one sets ``ERRORED`` with the reason in ``error`` and keeps every local file;
 :func:`retry_recording` puts it back to ``UPLOADING``. Running it twice, or after a crash anywhere, is
@@ -37,13 +43,14 @@ from typing import Any
 from sqlalchemy import select
 
 from roomtape.config import Settings
-from roomtape.db.models import Recording, TrackFile, utcnow
+from roomtape.db.models import App, Recording, TrackFile, utcnow
 from roomtape.errors import Conflict, NotFound, RoomtapeError
 from roomtape.jobs.deps import JobDeps
 from roomtape.recording.finalize import emit_track_event, recording_dir
-from roomtape.storage.base import file_md5
+from roomtape.storage.base import file_md5, join_key
 from roomtape.storage.registry import StorageChoice, storage_for
 from roomtape.storage.signer import DownloadSigner
+from roomtape.storage.validate import check_storage_config, safe_dir_path
 from roomtape.webhooks.outbox import emit
 from roomtape.webhooks.videosdk_events import FileDetail, TrackRecordingEvent
 
@@ -122,6 +129,9 @@ async def upload_recording(deps: JobDeps, recording_id: str) -> None:
         tracks = {t.path: t for t in await db.scalars(select(TrackFile).where(TrackFile.recording_id == rec.id))}
         base = local_dir(deps.settings, rec.id)
         try:
+            await _adopt_app_storage(db, rec)
+            if rec.storage_config:
+                await check_storage_config(deps.settings, deps.box.open_fields(rec.storage_config))
             choice = choice_for(deps, rec)
         except RoomtapeError as exc:
             await _fail(db, rec, exc)
@@ -163,6 +173,22 @@ async def upload_recording(deps: JobDeps, recording_id: str) -> None:
             await _fail(db, rec, exc)
         finally:
             await choice.backend.close()
+
+
+async def _adopt_app_storage(db: Any, rec: Recording) -> None:
+    """Give a recording without a ``storage_config`` its app's default one (sealed secrets copied as they are)."""
+    if rec.storage_config:
+        return
+    app_config = await db.scalar(select(App.storage_config).where(App.id == rec.app_id))
+    if not app_config:
+        return
+    parts = [
+        safe_dir_path(app_config.get("path"), "storage_config.path"),
+        safe_dir_path(rec.config.get("bucket_dir_path"), "bucketDirPath"),
+    ]
+    path = join_key(*parts) if any(parts) else ""
+    rec.storage_config = {**app_config, "path": path} if path else {k: v for k, v in app_config.items() if k != "path"}
+    await db.commit()
 
 
 async def _remote_has(choice: StorageChoice, key: str, size: int) -> bool:

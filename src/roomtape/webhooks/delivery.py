@@ -1,9 +1,17 @@
 """Delivery of the webhook outbox: every undelivered event to every subscribed target, signed, retried.
 
-Targets of an event: each enabled ``Webhook`` of its app whose ``events`` list names it (or ``*``), plus the
-event's ``target_url``. Each attempt is a ``WebhookDelivery`` row (status ``delivered``, ``failed`` with
-``next_attempt_at``, or ``dead`` after ``webhook_max_attempts``), with the response status and the first
-``RESPONSE_BODY_LIMIT`` characters of the body, or the error.
+Targets of an event: each enabled ``Webhook`` of its app whose ``events`` list names it (or ``*``), signed
+with that webhook's secret, plus the event's ``target_url`` (VideoSDK ``webhookUrl``), signed with the app's
+``api_secret`` (see :mod:`roomtape.webhooks.signing`). Each attempt is a ``WebhookDelivery`` row (status
+``delivered``, ``failed`` with ``next_attempt_at``, or ``dead`` after ``webhook_max_attempts``), with the
+response status and the first ``RESPONSE_BODY_LIMIT`` characters of the body, or the error; they are listed
+by ``GET …/webhooks/deliveries`` and ``GET …/webhooks/{id}/deliveries``.
+
+Retries: exponential backoff (:func:`backoff`); with the defaults (22 attempts, 1 s doubling, capped at 3 h)
+an event is retried for about 25.5 hours (:func:`retry_span`) before it is ``dead``.
+
+Connections go through :func:`roomtape.webhooks.outbound.guarded_client`: an address the outbound policy
+does not allow (private, loopback, link-local) is refused at connect time and logged as a failed attempt.
 
 Guarantees: **at-least-once, in order per target**. An event is not sent to a URL before every earlier
 event of the same app for that URL is delivered or dead, so a receiver that is down gets the backlog in
@@ -26,9 +34,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from roomtape.config import Settings
-from roomtape.db.models import OutboxEvent, Webhook, WebhookDelivery, utcnow
+from roomtape.db.models import App, OutboxEvent, Webhook, WebhookDelivery, utcnow
 from roomtape.domain.secretbox import SecretBox
+from roomtape.errors import RoomtapeError
 from roomtape.webhooks import signing
+from roomtape.webhooks.outbound import guarded_client
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,11 @@ def backoff(settings: Settings, attempt: int) -> timedelta:
     return timedelta(seconds=secs)
 
 
+def retry_span(settings: Settings) -> timedelta:
+    """How long after its first attempt an event is last tried: the sum of every backoff delay."""
+    return sum((backoff(settings, n) for n in range(1, settings.webhook_max_attempts)), timedelta())
+
+
 class Deliverer:
     """Reads the outbox and delivers; :meth:`run_once` is one pass, :meth:`run` loops until stopped."""
 
@@ -67,8 +82,9 @@ class Deliverer:
         self._settings = settings
         self._secret_key = secret_key
         self._box = box
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        self._client = client or guarded_client(settings)
         self._wake = asyncio.Event()
+        self._app_keys: dict[str, bytes] = {}
 
     def wake(self) -> None:
         """Make a waiting :meth:`run` start a pass now (after new events were committed)."""
@@ -84,8 +100,22 @@ class Deliverer:
             if event.event in h.events or "*" in h.events
         ]
         if event.target_url:
-            out.append(Target(event.target_url, signing.app_key(self._secret_key, event.app_id), None))
+            out.append(Target(event.target_url, await self._app_key(db, event.app_id), None))
         return out
+
+    async def _app_key(self, db: AsyncSession, app_id: str) -> bytes:
+        """The key of per-request URLs: the app's ``api_secret`` (derived from the server key if it has none)."""
+        if app_id not in self._app_keys:
+            sealed = await db.scalar(select(App.api_secret).where(App.id == app_id))
+            try:
+                secret = self._box.open(sealed) if sealed else None
+            except RoomtapeError:
+                log.warning("app %s: api_secret cannot be opened; signing with the derived key", app_id)
+                secret = None
+            self._app_keys[app_id] = (
+                signing.app_secret_key(secret) if secret else signing.app_key(self._secret_key, app_id)
+            )
+        return self._app_keys[app_id]
 
     async def run_once(self) -> int:
         """One pass over the undelivered events; returns how many attempts it made."""

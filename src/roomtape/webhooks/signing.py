@@ -3,10 +3,16 @@
 Headers: ``webhook-id`` (the outbox event id: receivers dedupe on it), ``webhook-timestamp`` (Unix
 seconds) and ``webhook-signature`` = ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``.
 
-The key of a registered webhook is the UTF-8 bytes of its secret; in Standard Webhooks' notation that is the
-secret ``whsec_<base64(secret)>`` (see :func:`standard_secret`). Deliveries to a per-request URL (VideoSDK
-``webhookUrl``) are signed with the app's key: until ``App.api_secret`` lands (migration 0003) that is
-``derive_key(secret_key, "webhook:" + app_id)``.
+Which secret verifies which delivery:
+
+- a **registered webhook** (RealtimeKit ``/webhooks``): its own secret, returned once as ``secret``
+  (``whsec_…``, Standard Webhooks' form) when it is created and readable at ``GET …/webhooks/{id}/secret``;
+- a **per-request URL** (VideoSDK ``webhookUrl``): the app's ``api_secret`` (what ``roomtape apps create``
+  prints; the key is its UTF-8 bytes, ``whsec_<base64(api_secret)>`` for Standard Webhooks libraries). An
+  app without one (created through the API) signs with ``derive_key(secret_key, "webhook:" + app_id)``.
+
+Receivers verify with :func:`verify_webhook` (also ``roomtape.webhooks.verify``) or any Standard Webhooks
+library.
 """
 
 from __future__ import annotations
@@ -14,9 +20,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from roomtape.domain.tokens import derive_key
+
+DEFAULT_TOLERANCE_SECS = 300
+"""How far ``webhook-timestamp`` may be from the receiver's clock (Standard Webhooks' default)."""
+
+
+class WebhookVerificationError(ValueError):
+    """A delivery's signature, id or timestamp does not check out."""
 
 
 def key_of(secret: str) -> bytes:
@@ -32,8 +48,13 @@ def standard_secret(key: bytes) -> str:
 
 
 def app_key(secret_key: str, app_id: str) -> bytes:
-    """Key for deliveries to an app's per-request URLs."""
+    """Key for deliveries to per-request URLs of an app that has no ``api_secret``."""
     return derive_key(secret_key, "webhook:" + app_id)
+
+
+def app_secret_key(api_secret: str) -> bytes:
+    """Key for deliveries to an app's per-request URLs: its ``api_secret``'s UTF-8 bytes."""
+    return key_of(api_secret)
 
 
 def sign(key: bytes, event_id: str, timestamp: int, body: bytes) -> str:
@@ -54,7 +75,9 @@ def headers(key: bytes, event_id: str, event: str, body: bytes, timestamp: int |
     }
 
 
-def verify(key: bytes, event_id: str, timestamp: str, body: bytes, signature: str, tolerance: int = 300) -> bool:
+def verify(
+    key: bytes, event_id: str, timestamp: str, body: bytes, signature: str, tolerance: int = DEFAULT_TOLERANCE_SECS
+) -> bool:
     """Whether one of the space-separated ``v1,`` signatures is valid and the timestamp is fresh."""
     try:
         ts = int(timestamp)
@@ -64,3 +87,52 @@ def verify(key: bytes, event_id: str, timestamp: str, body: bytes, signature: st
         return False
     expected = sign(key, event_id, ts, body)
     return any(hmac.compare_digest(expected, candidate) for candidate in signature.split())
+
+
+def verify_webhook(
+    payload: bytes | str,
+    headers: Mapping[str, str],
+    secret: str,
+    *,
+    tolerance: int = DEFAULT_TOLERANCE_SECS,
+) -> Any:
+    """Check a roomtape webhook delivery and return its parsed JSON body.
+
+    Example (any web framework; pass the raw body, not re-serialised JSON)::
+
+        from roomtape.webhooks import verify
+
+        event = verify(request_body_bytes, request.headers, "whsec_...")  # raises if forged or stale
+
+    Args:
+        payload: The request body exactly as received.
+        headers: The request headers (any capitalisation): ``webhook-id``, ``webhook-timestamp`` and
+            ``webhook-signature``.
+        secret: A registered webhook's secret (``whsec_…``), or the app's ``api_secret`` for deliveries to a
+            VideoSDK ``webhookUrl``.
+        tolerance: Largest accepted distance in seconds between ``webhook-timestamp`` and now (replays).
+
+    Returns:
+        The decoded JSON body.
+
+    Raises:
+        WebhookVerificationError: A header is missing, the timestamp is too old or too new, or no
+            signature matches.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        event_id = lowered["webhook-id"]
+        timestamp = lowered["webhook-timestamp"]
+        signature = lowered["webhook-signature"]
+    except KeyError as exc:
+        raise WebhookVerificationError(f"missing header {exc.args[0]}") from exc
+    body = payload.encode() if isinstance(payload, str) else bytes(payload)
+    try:
+        ts = int(timestamp)
+    except ValueError as exc:
+        raise WebhookVerificationError("webhook-timestamp is not a number") from exc
+    if abs(time.time() - ts) > tolerance:
+        raise WebhookVerificationError("webhook-timestamp is too far from now")
+    if not verify(key_of(secret), event_id, timestamp, body, signature, tolerance):
+        raise WebhookVerificationError("no signature matches")
+    return json.loads(body)

@@ -55,6 +55,8 @@ def test_malformed_json(api: httpx.Client, meeting: dict[str, Any]) -> None:
         ({"session_keep_alive_time_in_secs": 601}, "session_keep_alive_time_in_secs"),
         ({"status": "PAUSED"}, "status"),
         ({"recording_config": {"max_seconds": 10}}, "max_seconds"),
+        ({"recording_config": {"file_name_prefix": "../escape"}}, "file_name_prefix"),
+        ({"recording_config": {"file_name_prefix": "a/b"}}, "file_name_prefix"),
         ({"recording_config": {"storage_config": {"type": "ftp"}}}, "type"),
         ({"recording_config": {"storage_config": {"type": "sftp", "auth_method": "KEY", "host": "h"}}}, "private_key"),
         ({"ai_config": {"transcription": {"language": "klingon"}}}, "language"),

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,8 +18,8 @@ from roomtape.config import Settings
 from roomtape.db.accounts import create_app_with_account
 from roomtape.db.models import OutboxEvent, Webhook, WebhookDelivery
 from roomtape.jobs.deps import WorkerDeps, open_deps
-from roomtape.webhooks import signing
-from roomtape.webhooks.delivery import Deliverer
+from roomtape.webhooks import WebhookVerificationError, signing, verify
+from roomtape.webhooks.delivery import Deliverer, backoff, retry_span
 from roomtape.webhooks.outbox import emit
 
 
@@ -93,6 +95,7 @@ async def test_receiver_down_gets_every_event_in_order_once(deps: WorkerDeps) ->
 
 
 async def test_target_url_is_signed_with_the_app_key_and_dies_after_max_attempts(deps: WorkerDeps) -> None:
+    """An app without an api_secret (created through the API) signs per-request URLs with a derived key."""
     port = free_port()
     receiver = Receiver(port, status=500)
     await receiver.start()
@@ -122,3 +125,77 @@ async def test_target_url_is_signed_with_the_app_key_and_dies_after_max_attempts
     key = signing.app_key(deps.secret_key, creds.app_id)
     standardwebhooks.Webhook(signing.standard_secret(key)).verify(got.body, got.headers)
     assert got.headers["webhook-id"] == ev.id
+
+
+async def test_target_url_is_signed_with_the_apps_api_secret(deps: WorkerDeps) -> None:
+    """VideoSDK webhookUrl deliveries verify with the api_secret `roomtape apps create` printed."""
+    port = free_port()
+    receiver = Receiver(port)
+    await receiver.start()
+    async with deps.sessions() as db:
+        creds = await create_app_with_account(db, "vsdk", box=deps.box)
+        ev = emit(db, creds.app_id, "participant-track-recording-started", {"x": 1}, f"http://127.0.0.1:{port}/v")
+        await db.commit()
+    assert creds.api_secret
+    deliverer = Deliverer(deps.sessions, deps.settings, deps.secret_key, deps.box)
+    await deliverer.run_once()
+    await deliverer.aclose()
+    await receiver.stop()
+    got = receiver.received[0]
+    assert got.headers["webhook-id"] == ev.id
+    assert verify(got.body, got.headers, creds.api_secret) == {"x": 1}
+    std = standardwebhooks.Webhook(signing.standard_secret(creds.api_secret.encode()))
+    assert std.verify(got.body, got.headers) == {"x": 1}
+    with pytest.raises(WebhookVerificationError):
+        verify(got.body, got.headers, signing.standard_secret(signing.app_key(deps.secret_key, creds.app_id)))
+
+
+async def test_delivery_refuses_a_private_address_at_connect_time(tmp_path: Path) -> None:
+    """A target that passed registration but now resolves to loopback (DNS rebinding) is refused when
+    connecting: the attempt is logged with the reason, the receiver sees nothing."""
+    port = free_port()
+    receiver = Receiver(port)
+    await receiver.start()
+    strict = Settings(data_dir=tmp_path, secret_key="k" * 40, outbound_allow_cidrs="", webhook_max_attempts=2)
+    deps = await open_deps(strict)
+    try:
+        async with deps.sessions() as db:
+            creds = await create_app_with_account(db, "rebind")
+            for host in ("localhost", "127.0.0.1"):
+                emit(db, creds.app_id, "recording-stopped", {"h": host}, target_url=f"http://{host}:{port}/x")
+            await db.commit()
+        deliverer = Deliverer(deps.sessions, deps.settings, deps.secret_key, deps.box)
+        await deliverer.run_once()
+        await deliverer.aclose()
+        async with deps.sessions() as db:
+            rows = list(await db.scalars(select(WebhookDelivery)))
+        assert len(rows) == 2 and receiver.received == []
+        for row in rows:
+            assert row.status == "failed" and row.response_status is None
+            assert row.error and "refused" in row.error and "127.0.0.1" in row.error, row.error
+
+        # The same events with loopback allowed are delivered: the refusal came from the policy.
+        allowed = strict.model_copy(update={"outbound_allow_cidrs": "127.0.0.0/8"})
+        async with deps.sessions() as db:
+            for row in await db.scalars(select(WebhookDelivery)):
+                row.next_attempt_at = None
+            await db.commit()
+        deliverer = Deliverer(deps.sessions, allowed, deps.secret_key, deps.box)
+        await deliverer.run_once()
+        await deliverer.aclose()
+        assert sorted(json.loads(r.body)["h"] for r in receiver.received) == ["127.0.0.1", "localhost"]
+    finally:
+        await receiver.stop()
+        await deps.engine.dispose()
+
+
+def test_retry_schedule_is_exponential_and_lasts_over_a_day() -> None:
+    settings = Settings()
+    delays = [backoff(settings, n).total_seconds() for n in range(1, settings.webhook_max_attempts)]
+    assert delays[:5] == [1, 2, 4, 8, 16]
+    assert all(b == min(2 * a, settings.webhook_backoff_max_secs) for a, b in itertools.pairwise(delays))
+    span = retry_span(settings)
+    assert span == timedelta(seconds=sum(delays))
+    assert span >= timedelta(hours=24), span
+    hours = span.total_seconds() / 3600
+    print(f"\ndefault webhook retry span: {hours:.2f} h over {settings.webhook_max_attempts} attempts")

@@ -19,6 +19,7 @@ from roomtape.db.models import App, Meeting, Participant, utcnow
 from roomtape.domain.ids import preset_id
 from roomtape.domain.tokens import sign_participant_token
 from roomtape.errors import Conflict, NotFound
+from roomtape.storage.validate import check_recording_config
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/meetings", tags=["meetings"])
 
@@ -88,6 +89,7 @@ async def create_meeting(
 ) -> Envelope[s.MeetingOut]:
     """Create a meeting. ``session_keep_alive_time_in_secs`` must lie in 60..600."""
     meeting = Meeting(app_id=app.id, status="ACTIVE")
+    await check_recording_config(ctx.settings, body)
     _apply(meeting, ctx, body, set(s.MeetingCreate.model_fields))
     db.add(meeting)
     await db.commit()
@@ -150,6 +152,7 @@ async def replace_meeting(
 ) -> Envelope[s.MeetingOut]:
     """Replace every setting of a meeting (fields not given go back to their defaults)."""
     meeting = await get_meeting(db, app, meeting_id)
+    await check_recording_config(ctx.settings, body)
     _apply(meeting, ctx, body, set(s.MeetingCreate.model_fields))
     meeting.updated_at = utcnow()
     await db.commit()
@@ -166,6 +169,7 @@ async def update_meeting(
 ) -> Envelope[s.MeetingOut]:
     """Change the fields given; ``status: INACTIVE`` closes the meeting to new joins."""
     meeting = await get_meeting(db, app, meeting_id)
+    await check_recording_config(ctx.settings, body)
     _apply(meeting, ctx, body, set(body.model_fields_set))
     meeting.updated_at = utcnow()
     await db.commit()

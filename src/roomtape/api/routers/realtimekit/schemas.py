@@ -15,6 +15,15 @@ from roomtape.domain.enums import KEEP_ALIVE_MAX_SECS, KEEP_ALIVE_MIN_SECS, Webh
 
 NO_NUL = r"^[^\x00]*$"
 """Text may not hold NUL characters: PostgreSQL cannot store them, so neither backend accepts them."""
+_SEG_CHAR = r"[^/\\\x00-\x1f\x7f%]"
+_SEG_NODOT = r"[^/\\\x00-\x1f\x7f%.]"
+_SEGMENT = rf"(?:{_SEG_NODOT}|{_SEG_NODOT}{_SEG_CHAR}|\.{_SEG_NODOT}|{_SEG_CHAR}{{3,}})"
+SAFE_DIR = rf"^(?:{_SEGMENT}(?:/+{_SEGMENT})*/*)?$"
+"""A relative directory that stays under its root: no ``.``/``..`` segment, no leading ``/``, no backslash,
+``%`` or control character (``roomtape.storage.validate.safe_dir_path`` checks the same)."""
+
+FILE_NAME_PREFIX = r"^[A-Za-z0-9_.\-]*$"
+"""A file name prefix: a name, never a path (no separators, so it cannot leave the recording's folder)."""
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
 """A name: 1..255 characters, at least one of them not white space, none of them NUL."""
@@ -168,12 +177,15 @@ class StorageConfigIn(_Request):
     bucket: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
     host: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
     password: Annotated[str, StringConstraints(max_length=4096, pattern=NO_NUL)] | None = None
-    path: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
+    path: Annotated[str, StringConstraints(max_length=1024, pattern=SAFE_DIR)] | None = None
     port: Annotated[float, Field(ge=1, le=65535)] | None = None
     private_key: Annotated[str, StringConstraints(max_length=65536, pattern=NO_NUL)] | None = None
     region: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     username: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
-    endpoint: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s\x00]+$")] | None = None
+    # explicit ranges, not \s: Python/Rust and JSON Schema (ECMA) disagree on which characters \s matches
+    endpoint: (
+        Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\x00-\x20\x7f-\x9f]+$")] | None
+    ) = None
     """roomtape extension: the S3/GCS/Azure endpoint URL (MinIO-style servers, emulators)."""
     path_style: bool | None = None
     """roomtape extension: S3 path-style addressing (``{endpoint}/{bucket}/{key}``), as MinIO needs."""
@@ -238,7 +250,7 @@ class RecordingConfigIn(_Request):
     """A meeting's default recording settings."""
 
     audio_config: AudioConfig | None = None
-    file_name_prefix: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
+    file_name_prefix: Annotated[str, StringConstraints(max_length=128, pattern=FILE_NAME_PREFIX)] | None = None
     live_streaming_config: LiveStreamingConfig | None = None
     max_seconds: Annotated[float, Field(ge=60, le=86400)] | None = None
     realtimekit_bucket_config: BucketConfig | None = None
