@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use. Add here, never install by hand.
 # chromium: the browser tests (Playwright drives Debian's build: nothing downloads a browser);
 # fonts-liberation: readable text in its screenshots.
-DEB_PACKAGES=(postgresql redis-server chromium fonts-liberation espeak-ng)
+# ffmpeg: the command-line baseline of bench/composite_render.py.
+DEB_PACKAGES=(postgresql redis-server chromium fonts-liberation espeak-ng ffmpeg)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -41,6 +41,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from roomtape.agents.timing import use_capture_clock
 from roomtape.agents.tracks import MuteGate
 from roomtape.media.events import EventEmitter
 
@@ -502,7 +503,9 @@ class RoomClient:
                 self._players.append(player)
             gate = MuteGate(track)
             self._gates[kind] = gate
-            transceivers.append((kind, pc.addTransceiver(gate, direction="sendonly")))
+            transceiver = pc.addTransceiver(gate, direction="sendonly")
+            use_capture_clock(transceiver.sender, gate)  # sender reports on the capture clock: A/V in sync
+            transceivers.append((kind, transceiver))
         await pc.setLocalDescription(await pc.createOffer())
         kinds = {t.mid: kind for kind, t in transceivers if t.mid is not None}
         self._pending_publish = asyncio.get_running_loop().create_future()

@@ -72,6 +72,20 @@ class AudioPushTrack(MediaStreamTrack):
         """Seconds of pushed audio not sent yet."""
         return len(self._buffer) / self._bytes_per_sample / AUDIO_SAMPLE_RATE
 
+    @property
+    def due_in(self) -> float:
+        """Seconds from now until the next pushed sample is due to go out.
+
+        Frames go out on a fixed schedule (their RTP timestamps count samples from the first frame), so this
+        is the schedule's time of the sample after the buffered ones: it is ``buffered`` while the sender keeps
+        up, and less — even negative — while it runs late and catches up (the sample keeps its place on the
+        timeline the receiver and the recorder see).
+        """
+        if self._start is None:
+            return self.buffered
+        due = self._start + (self._samples + len(self._buffer) / self._bytes_per_sample) / AUDIO_SAMPLE_RATE
+        return due - time.monotonic()
+
     async def recv(self) -> av.AudioFrame:
         """Return the next 20 ms frame, waiting until it is due."""
         if self.readyState != "live":
@@ -157,10 +171,27 @@ class MuteGate(MediaStreamTrack):
         """The gated track."""
         self.muted = False
         """While True, content is replaced by black or silence."""
+        self.captured_at: float | None = None
+        """Capture time (``time.time()`` clock) of the latest frame, from its timestamp (see :meth:`recv`)."""
+        self._anchor: float | None = None
 
     async def recv(self) -> Any:
-        """Return the source's next frame, blanked while muted."""
+        """Return the source's next frame, blanked while muted.
+
+        Also notes the frame's capture time: ``anchor + pts * time_base``, where the anchor (the wall-clock time
+        of pts 0) is the earliest ``now - pts * time_base`` seen so far. A frame is handed out at its capture
+        time or later (a busy event loop only delays it), so the minimum converges on the true anchor, and one
+        late frame does not shift the capture clock.
+        """
         frame = await self.source.recv()
+        now = time.time()
+        if frame.pts is not None and frame.time_base is not None:
+            media = float(frame.pts * frame.time_base)
+            anchor = now - media if self._anchor is None else min(self._anchor, now - media)
+            self._anchor = anchor
+            self.captured_at = anchor + media
+        else:
+            self.captured_at = now
         if not self.muted:
             return frame
         if isinstance(frame, av.AudioFrame):

@@ -125,6 +125,16 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def take(self) -> list[EncodedFrame]:
+        """Take every queued frame at once, without waiting (for consumers that poll on a timer).
+
+        Returns:
+            The queued frames, oldest first (empty if none).
+        """
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
+
     async def get(self) -> EncodedFrame:
         """Wait for the next frame.
 

@@ -79,7 +79,9 @@ def emit_track_event(
         kind=kind,
         files=files,
     )
-    emit(db, recording.app_id, event, payload, target_url=recording.config.get("webhook_url"))
+    emit(
+        db, recording.app_id, event, payload, target_url=recording.config.get("webhook_url"), recording_id=recording.id
+    )
 
 
 def _make_final(path: Path) -> int:

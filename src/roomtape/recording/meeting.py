@@ -12,7 +12,13 @@ A composite recording is a track recording of every participant's tracks (kind `
 - stop (API call, ``max_seconds``, all peers left): the recording service closes every segment and sets
   UPLOADING; then :meth:`MeetingRecordings.finish` renders ``output_file_name`` (and the
   ``audio_config.export_file`` audio file) with progress in ``config["progress"]``, and submits the upload
-  job, which makes it UPLOADED with ``download_url``.
+  job, which makes it UPLOADED with ``download_url``. ``max_seconds`` stops it with ``stop_reason``
+  ``API_CALL`` (caller name ``max_seconds``: RealtimeKit has no other fitting reason), after ``max_seconds``
+  times ``settings.recording_max_seconds_scale`` (1 but in tests);
+- nothing published before the stop: ERRORED (``NO_MEDIA_ERROR``) with one ``recording.statusUpdate``;
+- a crash: start-up recovery stops an interrupted recording (``INTERNAL_ERROR``), and the recording's job
+  (:func:`roomtape.jobs.compose.render_pending`) renders a composite that is missing, also one whose render
+  was cut short (:meth:`MeetingRecordings.render` removes the partial file first).
 
 Recordings started through VideoSDK's ``/v2/recordings/start`` also send ``recording-starting|started|
 stopping|stopped|failed`` webhooks.
@@ -54,11 +60,14 @@ from roomtape.recording.service import ACTIVE_STATUSES, TRACK_KINDS, RecordingSe
 from roomtape.webhooks.outbox import emit
 
 __all__ = [
+    "NO_MEDIA_ERROR",
     "MeetingRecordings",
     "compose_options",
     "output_extension",
     "recompose",
     "recording_spans",
+    "remove_partial_renders",
+    "running_composite",
     "videosdk_recording_event",
 ]
 
@@ -70,6 +79,10 @@ VideoSdkRecordingEvent = Literal[
 
 _EXTENSIONS: Final[dict[str, str]] = {"mp4": "mp4", "webm": "webm", "ogg": "ogg", "mp3": "mp3", "aac": "m4a"}
 _FINAL: Final = ("UPLOADED", "ERRORED")
+
+NO_MEDIA_ERROR: Final = "no media was recorded"
+"""``error`` of a composite recording that stopped before any frame was written, e.g. nobody published: it
+ends ERRORED (there is no file to give a ``download_url`` for), with one ``recording.statusUpdate`` for it."""
 
 Submit = Callable[[str], Awaitable[None]]
 
@@ -131,6 +144,40 @@ def compose_options(config: dict[str, Any], base: Path) -> ComposeOptions:
     )
 
 
+def realtimekit_start(
+    meeting: Meeting,
+    *,
+    audio_config: dict[str, Any] | None = None,
+    video_config: dict[str, Any] | None = None,
+    file_name_prefix: str | None = None,
+    bucket_config: dict[str, Any] | None = None,
+    storage_config: dict[str, Any] | None = None,
+    max_seconds: int | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None, int | None]:
+    """A RealtimeKit recording's ``(config, sealed storage_config, max_seconds)``.
+
+    What the start call leaves out comes from the meeting's ``recording_config`` (RealtimeKit: the meeting's
+    settings win over the app's), and a ``record_on_start`` recording takes them all from there.
+    """
+    defaults = meeting.recording_config or {}
+    audio = audio_config if audio_config is not None else defaults.get("audio_config")
+    video = video_config if video_config is not None else defaults.get("video_config")
+    settings, _ = derive_compose(audio_config=audio, video_config=video)
+    config: dict[str, Any] = {
+        "api": "realtimekit",
+        "compose": settings,
+        "audio_config": audio,
+        "video_config": video,
+        "file_name_prefix": file_name_prefix if file_name_prefix is not None else defaults.get("file_name_prefix"),
+    }
+    bucket = bucket_config if bucket_config is not None else defaults.get("realtimekit_bucket_config")
+    if bucket is not None:
+        config["realtimekit_bucket_config"] = bucket
+    default_max = defaults.get("max_seconds")
+    limit = max_seconds if max_seconds is not None else (int(default_max) if default_max is not None else None)
+    return config, storage_config if storage_config is not None else defaults.get("storage_config"), limit
+
+
 def derive_compose(
     *,
     audio_config: dict[str, Any] | None = None,
@@ -176,6 +223,21 @@ def derive_compose(
     if export is not None:
         settings["export_format"] = export
     return settings, export
+
+
+async def running_composite(db: AsyncSession, meeting_id: str) -> Recording | None:
+    """The meeting's newest running (INVOKED, RECORDING or PAUSED) composite recording, if any."""
+    result: Recording | None = await db.scalar(
+        select(Recording)
+        .where(
+            Recording.meeting_id == meeting_id,
+            Recording.kind == "composite",
+            Recording.status.in_(ACTIVE_STATUSES),
+        )
+        .order_by(Recording.invoked_time.desc())
+        .limit(1)
+    )
+    return result
 
 
 def videosdk_recording_event(event: VideoSdkRecordingEvent, rec: Recording, **extra: Any) -> dict[str, Any]:
@@ -283,17 +345,9 @@ class MeetingRecordings:
         """
         async with self._lock:
             if not allow_multiple:
-                running = await db.scalar(
-                    select(Recording.id)
-                    .where(
-                        Recording.meeting_id == meeting.id,
-                        Recording.kind == "composite",
-                        Recording.status.in_(ACTIVE_STATUSES),
-                    )
-                    .limit(1)
-                )
-                if running is not None and self.service.is_active(running):
-                    raise Conflict(f"meeting {meeting.id} is already being recorded (recording {running})")
+                running = await running_composite(db, meeting.id)
+                if running is not None and self.service.is_active(running.id):
+                    raise Conflict(f"meeting {meeting.id} is already being recorded (recording {running.id})")
             started = await self.service.start_meeting_tracks(
                 db, meeting=meeting, participant_ids=None, kinds=TRACK_KINDS, caller=caller
             )
@@ -321,11 +375,16 @@ class MeetingRecordings:
                 await own.refresh(rec)
         self._spawn(self._watch_started(recording_id))
         if max_seconds is not None:
-            self._timers[recording_id] = asyncio.ensure_future(self._max_seconds(recording_id, max_seconds))
+            delay = max_seconds * self.deps.settings.recording_max_seconds_scale
+            self._timers[recording_id] = asyncio.ensure_future(self._max_seconds(recording_id, delay))
         return rec
 
     async def _watch_started(self, recording_id: str) -> None:
-        """Send the RECORDING status update once the first frame is written."""
+        """Send the RECORDING status update once the first frame is written.
+
+        A recording that stops before any frame was written (nobody published) is ERRORED by the recording
+        service without a finalizer run: its ``recording.statusUpdate`` (and ``recording-failed``) go out here.
+        """
         while self.service.is_active(recording_id):
             async with self.deps.sessions() as db:
                 rec = await db.get(Recording, recording_id)
@@ -337,11 +396,29 @@ class MeetingRecordings:
                         await db.commit()
                     return
             await asyncio.sleep(0.1)
+        await self._report_no_media(recording_id)
 
-    async def _max_seconds(self, recording_id: str, seconds: int) -> None:
+    async def _report_no_media(self, recording_id: str) -> None:
+        """Announce ERRORED for a recording the service stopped with nothing recorded (run once, by the watcher)."""
+        for _ in range(100):  # the stop's last write lands shortly after the writers are gone
+            async with self.deps.sessions() as db:
+                rec = await db.get(Recording, recording_id)
+                if rec is None or rec.started_time is not None or rec.status in ("UPLOADING", "UPLOADED"):
+                    return
+                if rec.status == "ERRORED":
+                    rec.error = rec.error or NO_MEDIA_ERROR
+                    emit_status(db, rec, "recording-failed")
+                    await db.commit()
+                    return
+            await asyncio.sleep(0.05)
+
+    async def _max_seconds(self, recording_id: str, seconds: float) -> None:
+        """Stop the recording once ``max_seconds`` (times ``recording_max_seconds_scale``) have passed."""
         await asyncio.sleep(seconds)
         self._timers.pop(recording_id, None)
         if self.service.is_active(recording_id):
+            # RealtimeKit's stop reasons are API_CALL, INTERNAL_ERROR and ALL_PEERS_LEFT: a limit set by the
+            # start call is that call's doing, so API_CALL, with the caller naming the limit.
             await self.stop(recording_id, "API_CALL", {"type": "ORGANIZATION", "name": "max_seconds"})
 
     def _room_opened(self, live: LiveRoom) -> None:
@@ -354,9 +431,14 @@ class MeetingRecordings:
                 meeting = await db.get(Meeting, live.meeting_id)
                 if meeting is None or not meeting.record_on_start:
                     return
-                settings, _ = derive_compose()
+                config, storage, max_seconds = realtimekit_start(meeting)
                 await self.start(
-                    db, meeting, config={"api": "realtimekit", "compose": settings}, reason="RECORD_ON_START"
+                    db,
+                    meeting,
+                    config=config,
+                    reason="RECORD_ON_START",
+                    storage_config=storage,
+                    max_seconds=max_seconds,
                 )
         except Conflict:
             pass  # already recorded
@@ -393,7 +475,7 @@ class MeetingRecordings:
             rec = await self._running(db, recording_id)
             if rec.status != "PAUSED":
                 raise Conflict(f"only a PAUSED recording can be resumed; it is {rec.status}")
-            self._close_pause(rec, utcnow())
+            self.close_pause(rec, utcnow())
             rec.status = "RECORDING"
             emit_status(db, rec)
             await db.commit()
@@ -401,7 +483,8 @@ class MeetingRecordings:
             return rec
 
     @staticmethod
-    def _close_pause(rec: Recording, at: datetime) -> None:
+    def close_pause(rec: Recording, at: datetime) -> None:
+        """End the recording's open pause (if any) at ``at``: ``config["pauses"]``, ``paused_seconds``."""
         pauses = [list(p) for p in rec.config.get("pauses") or []]
         if pauses and pauses[-1][1] is None:
             pauses[-1][1] = _ms(at)
@@ -416,7 +499,7 @@ class MeetingRecordings:
         async with self._lock, self.deps.sessions() as db:
             rec = await self._running(db, recording_id)
             if rec.status == "PAUSED":
-                self._close_pause(rec, utcnow())
+                self.close_pause(rec, utcnow())
             if rec.config.get("api") == "videosdk":
                 body = videosdk_recording_event("recording-stopping", rec)
                 emit(db, rec.app_id, "recording-stopping", body, target_url=rec.config.get("webhook_url"))
@@ -440,14 +523,15 @@ class MeetingRecordings:
                     await db.commit()
                 return
             if rec.paused_at is not None:
-                self._close_pause(rec, rec.stopped_time or utcnow())
+                self.close_pause(rec, rec.stopped_time or utcnow())
             spans = recording_spans(rec)
             rec.recording_duration = round(sum(e - s for s, e in spans) / 1000)
             rec.config = {**rec.config, "spans": [list(s) for s in spans]}
             emit_status(db, rec)
             await db.commit()
         try:
-            await self.render(recording_id)
+            if not self.deps.settings.broker_url:  # distributed jobs: a worker renders it (jobs.compose)
+                await self.render(recording_id)
         except Exception as exc:
             log.exception("composite of recording %s failed", recording_id)
             async with self.deps.sessions() as db:
@@ -471,14 +555,24 @@ class MeetingRecordings:
             base = local_dir(self.deps.settings, rec.id)
             options = compose_options(rec.config, base)
             out = base / rec.output_file_name
+        # A render cut short (the process was killed) left its temporary file under its own pid's name.
+        await asyncio.to_thread(remove_partial_renders, base)
         loop = asyncio.get_running_loop()
+        writes: set[asyncio.Task[Any]] = set()
+
+        def store(p: ComposeProgress) -> None:
+            task = self._spawn(self._store_progress(recording_id, p))
+            writes.add(task)
+            task.add_done_callback(writes.discard)
 
         def progress(p: ComposeProgress) -> None:
-            loop.call_soon_threadsafe(lambda: self._spawn(self._store_progress(recording_id, p)))
+            loop.call_soon_threadsafe(store, p)
 
         result = await asyncio.to_thread(
             compose, base, spans, options, out, progress=progress, cancel=threading.Event()
         )
+        await asyncio.sleep(0)  # let the last progress reports be scheduled, then wait for their writes:
+        await asyncio.gather(*writes, return_exceptions=True)  # none may overwrite the final state
         async with self.deps.sessions() as db:
             rec = await db.get(Recording, recording_id)
             assert rec is not None
@@ -605,10 +699,21 @@ async def recompose(
         rec.output_file_name = name
         rec.file_size = result.size_bytes
         rec.status = "UPLOADING"
+        # The old URLs point at the previous file: none until the new one is uploaded (no mismatched pair).
+        rec.download_url = rec.download_url_expiry = rec.audio_download_url = None
         emit_status(db, rec)
         await db.commit()
         await db.refresh(rec)
         return rec
+
+
+def remove_partial_renders(base: Path) -> list[Path]:
+    """Delete the temporary files of renders that never finished (``.NAME.PID.THREAD.part``) in a directory."""
+    removed = []
+    for part in base.glob(".*.part") if base.is_dir() else []:
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed
 
 
 async def _fetch_tracks(deps: JobDeps, rec: Recording, rows: list[TrackFile], base: Path) -> None:

@@ -5,8 +5,11 @@ It bridges three worlds and keeps them apart:
 - the media plane (event loop): it subscribes to the fan-out of every track a recording wants, like a
   subscriber, and turns room events (published, unpublished, muted, unmuted) into recorder signals;
 - the recorders (worker threads): each recorded track belongs to one of a few writer threads, which owns its
-  :class:`~roomtape.recording.segmenter.TrackRecorder`; frames cross over through a bounded queue, so the
-  forwarding path never waits for a disk;
+  :class:`~roomtape.recording.segmenter.TrackRecorder`. Frames cross over in batches: nobody awaits the
+  recorder's subscriptions; a collector task drains them every ``batch_seconds`` (20 ms) into one bounded
+  queue per thread and wakes the thread once per tick, so the cost of the hand-off (task switches, thread
+  wake-ups, the GIL changing hands) is paid per tick, not per frame, and the forwarding path never waits for
+  a disk. Mute and unmute first collect what was queued, so frames stay on their side of the signal;
 - the database (event loop): segment events come back from the threads and are written, in order, by one
   task: ``TrackFile`` rows, the ``Recording`` state machine and the VideoSDK webhooks in the outbox.
 
@@ -30,9 +33,9 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from roomtape.db.models import Meeting, Participant, Recording, TrackFile, utcnow
-from roomtape.errors import Conflict, InvalidInput, NotFound
+from roomtape.errors import Conflict, NotFound
 from roomtape.media.forward import Subscription
 from roomtape.media.frame import EncodedFrame as MediaFrame
 from roomtape.media.plane import LiveRoom, MediaPlane
@@ -53,6 +56,7 @@ from roomtape.recording.finalize import recording_dir
 from roomtape.recording.frame import CodecName, EncodedFrame
 from roomtape.recording.manifest import SegmentEntry, TrackKind
 from roomtape.recording.segmenter import TrackRecorder, track_directory
+from roomtape.storage.validate import safe_dir_path
 from roomtape.webhooks.outbox import emit
 from roomtape.webhooks.videosdk_events import TrackRecordingEvent, track_recording_event
 
@@ -119,18 +123,14 @@ def bucket_base(data_dir: Path, bucket_dir_path: str) -> Path:
     return root / bucket_dir_path if bucket_dir_path else root
 
 
-def clean_bucket_dir_path(value: str | None) -> str:
-    """Normalise a ``bucketDirPath``: a relative POSIX path without ``..``; ``""`` for none.
+def clean_bucket_dir_path(value: str | None, field: str = "bucketDirPath") -> str:
+    """Normalise a ``bucketDirPath``: a relative POSIX path that stays under the root; ``""`` for none.
 
     Raises:
-        InvalidInput: The path climbs out of the recordings directory or contains odd characters.
+        InvalidInput: ``..``, an absolute path, a backslash, a percent-encoded separator or a control
+            character (:func:`roomtape.storage.validate.safe_dir_path`).
     """
-    if not value:
-        return ""
-    parts = [p for p in PurePosixPath(value.strip().replace("\\", "/")).parts if p not in ("/", ".")]
-    if any(p == ".." or "\x00" in p for p in parts):
-        raise InvalidInput("bucketDirPath: must not contain '..'")
-    return "/".join(parts)
+    return safe_dir_path(value, field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,25 +166,44 @@ class TrackRecordingSpec:
 
 
 class _Worker:
-    """A writer thread: runs recorder calls in order, and every second closes segments that went quiet."""
+    """A writer thread: runs recorder calls in order, and every second closes segments that went quiet.
 
-    def __init__(self, name: str, max_items: int) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., object], tuple[Any, ...]] | None] = queue.SimpleQueue()
-        self._max_items = max_items
+    Calls queue up in a deque that the thread drains whenever it is woken: frames arrive in batches (one
+    call per track per collector tick, see :meth:`RecordingService._collect`), so the event loop wakes the
+    thread a few dozen times a second, not once per frame.
+    """
+
+    def __init__(self, name: str, max_frames: int) -> None:
+        self._items: deque[tuple[Callable[..., object], tuple[Any, ...]] | None] = deque()
+        self._wake = threading.Event()
+        self._max_frames = max_frames
+        self._queued = 0  # frames handed over (event loop only)
+        self._written = 0  # frames processed (writer thread only)
         self._targets: set[_TrackTarget] = set()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def offer(self, fn: Callable[..., object], *args: Any) -> bool:
-        """Queue a call unless the queue is full; never blocks. Returns False if it was dropped."""
-        if self._queue.qsize() >= self._max_items:
+    def offer_frames(self, target: _TrackTarget, frames: list[MediaFrame], codec: CodecName) -> bool:
+        """Queue a batch of a track's frames unless too many are waiting; never blocks or wakes the thread.
+
+        Returns:
+            False if the batch was dropped (the thread is behind by more than ``max_frames``).
+        """
+        if self._queued - self._written >= self._max_frames:
             return False
-        self._queue.put((fn, args))
+        self._queued += len(frames)
+        self._items.append((self._write_frames, (target, frames, codec)))
         return True
 
+    def wake(self) -> None:
+        """Wake the thread if anything is queued."""
+        if self._items:
+            self._wake.set()
+
     def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        """Queue a call that must not be dropped (control: mute, close, register)."""
-        self._queue.put((fn, args))
+        """Queue a call that must not be dropped (control: mute, close, register) and wake the thread."""
+        self._items.append((fn, args))
+        self._wake.set()
 
     def call(self, fn: Callable[..., object], *args: Any) -> asyncio.Future[Any]:
         """Queue a call and return an asyncio future of its result."""
@@ -196,7 +215,7 @@ class _Worker:
             except BaseException as exc:
                 future.set_exception(exc)
 
-        self._queue.put((run, ()))
+        self.submit(run)
         return asyncio.wrap_future(future)
 
     def register(self, target: _TrackTarget) -> None:
@@ -206,28 +225,38 @@ class _Worker:
         self.submit(self._targets.discard, target)
 
     def stop(self) -> None:
-        self._queue.put(None)
+        self._items.append(None)
+        self._wake.set()
         self._thread.join(timeout=10)
 
+    def _write_frames(self, target: _TrackTarget, frames: list[MediaFrame], codec: CodecName) -> None:
+        try:
+            target.write_frames(frames, codec)
+        except Exception as exc:
+            target.failed(exc)
+        finally:
+            self._written += len(frames)
+
     def _run(self) -> None:
+        items = self._items
+        wake = self._wake
         next_check = time.monotonic() + _IDLE_CHECK_SECONDS
-        get = self._queue.get
         while True:
-            try:
-                item = get(timeout=max(0.0, next_check - time.monotonic()))
-            except queue.Empty:
-                item = (_nothing, ())
-            if item is None:
-                break
-            fn, args = item
-            try:
-                fn(*args)
-            except Exception as exc:
-                target = getattr(fn, "__self__", None)
-                if isinstance(target, _TrackTarget):
-                    target.failed(exc)
-                else:
-                    log.exception("writer thread call failed")
+            wake.wait(max(0.0, next_check - time.monotonic()))
+            wake.clear()  # set again by any call queued from now on: nothing is missed
+            while items:
+                item = items.popleft()
+                if item is None:
+                    return
+                fn, args = item
+                try:
+                    fn(*args)
+                except Exception as exc:
+                    target = getattr(fn, "__self__", None)
+                    if isinstance(target, _TrackTarget):
+                        target.failed(exc)
+                    else:
+                        log.exception("writer thread call failed")
             if time.monotonic() >= next_check:
                 now = time.time()
                 for target in list(self._targets):
@@ -236,10 +265,6 @@ class _Worker:
                     except Exception as exc:
                         target.failed(exc)
                 next_check = time.monotonic() + _IDLE_CHECK_SECONDS
-
-
-def _nothing() -> None:
-    """A no-op: the writer thread woke up for its idle check only."""
 
 
 class _TrackTarget:
@@ -262,7 +287,8 @@ class _TrackTarget:
         self.recorder: TrackRecorder | None = None  # touched in the writer thread only
         self.track: PublishedTrack | None = None
         self.subscription: Subscription | None = None
-        self.pump: asyncio.Task[None] | None = None
+        self.codec: CodecName | None = None
+        self.last_report: SenderReport | None = None
         self.attached_before = False
         self.resync = False
         self.dropped = 0
@@ -285,9 +311,12 @@ class _TrackTarget:
             )
         return recorder
 
-    def write(self, frame: EncodedFrame) -> None:
-        if self.error is None:
-            self._recorder().write(frame)
+    def write_frames(self, frames: list[MediaFrame], codec: CodecName) -> None:
+        if self.error is not None:
+            return
+        write = self._recorder().write
+        for frame in frames:
+            write(to_recording_frame(frame, codec))
 
     def set_clock_mapping(self, ntp_epoch_seconds: float, rtp_timestamp: int) -> None:
         self._recorder().set_clock_mapping(ntp_epoch_seconds, rtp_timestamp)
@@ -337,53 +366,59 @@ class _TrackTarget:
             self.failed(ValueError(f"{track.mime_type or 'unknown codec'} cannot be written to WebM"))
             return
         self.track = track
+        self.codec = codec
         self.resync = False
         if self.attached_before:
             self.worker.submit(self.on_restart)  # a new publication is a restarted camera/microphone
         self.attached_before = True
         if track.muted:
             self.worker.submit(self.on_mute)
-        subscription = track.fanout.subscribe(max_frames=self.service.subscription_frames)
-        self.subscription = subscription
-        self.pump = asyncio.get_running_loop().create_task(
-            self._pump(subscription, track, codec), name=f"roomtape-record-{track.id}"
-        )
+        # Nobody awaits this subscription: the service's collector drains it on a timer (see ``collect``).
+        self.subscription = track.fanout.subscribe(max_frames=self.service.subscription_frames)
+        self.service._attached.add(self)
 
     def detach(self) -> None:
-        """Stop reading the current track (its open segment is closed by ``on_mute``)."""
+        """Stop reading the current track (what it queued is written first; ``on_mute`` closes the segment)."""
+        self.service._attached.discard(self)
         if self.subscription is not None:
+            self.collect(self.track is not None and self.track.muted)
+            self.worker.wake()
             self.subscription.close()
         self.subscription = None
-        if self.pump is not None:
-            self.pump.cancel()
-            self.pump = None
         if self.track is not None:
             self.track = None
             self.worker.submit(self.on_mute)
 
-    async def _pump(self, subscription: Subscription, track: PublishedTrack, codec: CodecName) -> None:
-        worker = self.worker
-        video = track.media == "video"
-        tap = track.tap
-        last_report: SenderReport | None = None
-        async for frame in subscription:
-            if track.muted:
-                continue  # black frames or silence the client sends while muted are not recorded
-            report = tap.sender_report
-            if report is not None and report is not last_report:
-                last_report = report
-                worker.submit(self.set_clock_mapping, report.wallclock, report.rtp_timestamp)
-            if self.resync:
-                if not frame.keyframe:
-                    self.dropped += 1
-                    continue
-                self.resync = False
-            if not worker.offer(self.write, to_recording_frame(frame, codec)):
-                # The writer thread is behind (a slow disk): drop, and for video restart at a keyframe.
-                self.dropped += 1
-                if video:
-                    self.resync = True
-                    track.fanout.request_keyframe()
+    def collect(self, muted: bool) -> None:
+        """Hand every frame queued on the subscription to the writer thread as one batch (no thread wake-up).
+
+        Args:
+            muted: The frames were sent while the track was muted (black frames, silence): drop them.
+        """
+        subscription, track, codec = self.subscription, self.track, self.codec
+        if subscription is None or track is None or codec is None or not len(subscription):
+            return
+        frames = subscription.take()
+        if muted:
+            return
+        report = track.tap.sender_report
+        if report is not None and report is not self.last_report:
+            self.last_report = report
+            self.worker.submit(self.set_clock_mapping, report.wallclock, report.rtp_timestamp)
+        if self.resync:
+            # Dropped a batch earlier: video restarts at a keyframe (the ones before it lack references).
+            start = next((i for i, f in enumerate(frames) if f.keyframe), len(frames))
+            self.dropped += start
+            del frames[:start]
+            if not frames:
+                return
+            self.resync = False
+        if not self.worker.offer_frames(self, frames, codec):
+            # The writer thread is behind (a slow disk): drop, and for video restart at a keyframe.
+            self.dropped += len(frames)
+            if track.media == "video":
+                self.resync = True
+                track.fanout.request_keyframe()
 
 
 @dataclass(eq=False)
@@ -417,7 +452,9 @@ class RecordingService:
         data_dir: The server's data directory; files go to ``{data_dir}/recordings/{recording_id}/...``.
         workers: Writer threads (each recorded track belongs to one; calls for a track run in order).
         queue_items: Frames a writer thread may have queued before new frames are dropped.
-        subscription_frames: Frames the fan-out keeps for the recorder while it is behind.
+        subscription_frames: Frames the fan-out keeps for the recorder between two collector ticks.
+        batch_seconds: How often queued frames are collected and handed to the writer threads in one batch
+            per track (the delay between a frame's arrival and its muxing).
         gap_seconds: A pause in frames longer than this starts a new segment.
         finalizer: Runs after stop (UPLOADING → UPLOADED); defaults to
             :func:`roomtape.recording.finalize.prepare_upload` then ``uploader``, or without an uploader the
@@ -434,6 +471,7 @@ class RecordingService:
         workers: int = 2,
         queue_items: int = 4000,
         subscription_frames: int = 120,
+        batch_seconds: float = 0.02,
         gap_seconds: float = 2.0,
         finalizer: Finalizer | None = None,
         uploader: Uploader | None = None,
@@ -443,6 +481,7 @@ class RecordingService:
         self.data_dir = data_dir
         self.gap_seconds = gap_seconds
         self.subscription_frames = subscription_frames
+        self.batch_seconds = batch_seconds
         self._workers = [_Worker(f"roomtape-writer-{i}", queue_items) for i in range(max(1, workers))]
         self._next_worker = itertools.cycle(self._workers)
         self._active: dict[str, _ActiveRecording] = {}
@@ -451,6 +490,8 @@ class RecordingService:
         self._db_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._room_handlers: dict[str, list[tuple[RoomEventName, Callable[[RoomEvent], object]]]] = {}
+        self._attached: set[_TrackTarget] = set()
+        self._collector: asyncio.Task[None] | None = None
         self._finalizer = finalizer
         self._uploader = uploader
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
@@ -472,7 +513,9 @@ class RecordingService:
             The running service.
         """
         service = cls(media, sessions, data_dir, **kw)
-        service._db_task = asyncio.get_running_loop().create_task(service._db_writer(), name="roomtape-recording-db")
+        loop = asyncio.get_running_loop()
+        service._db_task = loop.create_task(service._db_writer(), name="roomtape-recording-db")
+        service._collector = loop.create_task(service._collect(), name="roomtape-recording-collector")
         media.on_room_opened(service._room_opened)
         media.on_room_closing(service._room_closing)
         return service
@@ -489,10 +532,11 @@ class RecordingService:
         for task in list(self._tasks):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
-        if self._db_task is not None:
-            self._db_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._db_task
+        for background in (self._db_task, self._collector):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         for worker in self._workers:
             await asyncio.to_thread(worker.stop)
 
@@ -798,6 +842,23 @@ class RecordingService:
             active.targets[key] = target
         return target
 
+    async def _collect(self) -> None:
+        """Every ``batch_seconds``: move each recorded track's queued frames to its writer thread, in one batch."""
+        interval = self.batch_seconds
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += interval
+            delay = next_tick - loop.time()
+            if delay < 0:  # the loop was busy: do not try to catch up with a burst of ticks
+                next_tick, delay = loop.time(), 0.0
+            await asyncio.sleep(delay)
+            for target in list(self._attached):
+                track = target.track
+                target.collect(track is not None and track.muted)
+            for worker in self._workers:
+                worker.wake()
+
     def _active_for(self, meeting_id: str, session_id: str) -> list[_ActiveRecording]:
         return [a for a in self._active.values() if a.spec.meeting_id == meeting_id and a.spec.session_id == session_id]
 
@@ -816,10 +877,12 @@ class RecordingService:
 
         def on_muted(event: RoomEvent) -> None:
             for target in self._targets_of(live, event):
+                target.collect(muted=False)  # what came before the mute belongs to the segment
                 target.worker.submit(target.on_mute)
 
         def on_unmuted(event: RoomEvent) -> None:
             for target in self._targets_of(live, event):
+                target.collect(muted=True)  # sent while muted
                 target.worker.submit(target.on_unmute)
                 target.request_keyframe()
 
@@ -879,7 +942,7 @@ class RecordingService:
         payload = track_recording_event(
             event, meeting_id=spec.meeting_id, session_id=spec.session_id, participant_id=participant_id, kind=kind
         )
-        emit(db, spec.app_id, event, payload, target_url=spec.webhook_url)
+        emit(db, spec.app_id, event, payload, target_url=spec.webhook_url, recording_id=spec.recording_id)
 
     async def _db_writer(self) -> None:
         while True:

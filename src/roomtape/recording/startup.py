@@ -4,7 +4,10 @@ A killed server leaves WebM files without cues or duration (their flushed cluste
 with segments still marked "recording", and recordings in INVOKED/RECORDING/PAUSED. At start-up,
 :func:`recover_interrupted` repairs every such file (:func:`roomtape.recording.repair.repair`), fixes the
 manifests and ``TrackFile`` rows, and stops each recording with ``stop_reason`` ``INTERNAL_ERROR``: UPLOADING
-(then finalized, or handed to the upload job) if any media was kept, ERRORED otherwise. A recording's
+(then finalized, or handed to the upload job) if any media was kept, ERRORED otherwise. Composite (meeting)
+recordings are recovered the same way; their job then renders the composite from what was kept
+(:func:`roomtape.jobs.compose.render_pending`, which also renders again a composite whose render the crash cut
+short). A recording's
 files live in its own directory, ``{data_dir}/recordings/{recording_id}/{session}/{participant}/{kind}/``.
 ``roomtape repair DIR`` runs :func:`repair_tree` on files alone, without a database.
 """
@@ -24,6 +27,7 @@ from roomtape.db.models import Recording, TrackFile, utcnow
 from roomtape.media.plane import MediaPlane
 from roomtape.recording.finalize import emit_track_event, local_base, prepare_upload
 from roomtape.recording.manifest import MANIFEST_NAME, SegmentEntry, TrackManifest, iso_ms, load, save
+from roomtape.recording.meeting import MeetingRecordings, emit_status, recording_spans
 from roomtape.recording.repair import RepairError, needs_repair, repair
 from roomtape.recording.service import RecordingService, Uploader, apply_segment
 
@@ -181,16 +185,27 @@ async def _recover_one(db: AsyncSession, data_dir: Path, recording: Recording) -
                 0, round((recording.stopped_time - recording.started_time).total_seconds())
             )
         log.warning("recording %s was interrupted: kept %d file(s)", recording.id, len(kept))
+        if recording.kind == "composite":
+            # Its job (roomtape.jobs.compose.render_pending, then the upload) renders what was kept; a pause
+            # still open ends at the crash.
+            if recording.paused_at is not None:
+                MeetingRecordings.close_pause(recording, recording.stopped_time)
+            spans = recording_spans(recording)
+            recording.recording_duration = round(sum(e - s for s, e in spans) / 1000)
+            emit_status(db, recording)
     else:
         recording.status = "ERRORED"
         recording.error = recording.error or "interrupted before any media was kept"
-        emit_track_event(
-            db,
-            recording,
-            recording.participant_id or "",
-            recording.track_kind or "",
-            "participant-track-recording-failed",
-        )
+        if recording.kind == "composite":
+            emit_status(db, recording, "recording-failed")
+        else:
+            emit_track_event(
+                db,
+                recording,
+                recording.participant_id or "",
+                recording.track_kind or "",
+                "participant-track-recording-failed",
+            )
         log.warning("recording %s was interrupted before any media was kept", recording.id)
 
 
@@ -213,7 +228,9 @@ async def recover_interrupted(
     """
     async with sessions() as db:
         interrupted = (
-            await db.scalars(select(Recording).where(Recording.kind == "track", Recording.status.in_(_ACTIVE)))
+            await db.scalars(
+                select(Recording).where(Recording.kind.in_(("track", "composite")), Recording.status.in_(_ACTIVE))
+            )
         ).all()
         for recording in interrupted:
             try:

@@ -1,11 +1,17 @@
-"""Track files for the composer tests: real VP8/Opus from PyAV's encoders, written by the real recorder."""
+"""Track files for the composer tests: real VP8/Opus from PyAV's encoders, written by the real recorder; and
+live publishers (a flash and a beep on a shared clock) for the sync tests."""
 
+import asyncio
+import math
+import time
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import VideoFrame
 
 from roomtape.recording.frame import EncodedFrame
 from roomtape.recording.manifest import TrackKind
@@ -153,3 +159,131 @@ def band(samples: np.ndarray, rate: int, at: float, freq: float, seconds: float 
     freqs = np.fft.rfftfreq(len(window), 1 / rate)
     near = np.abs(freqs - freq) <= 15
     return float(spectrum[near].max())
+
+
+# -- live publishers for sync tests: a flash and a beep at the same instant, on a shared clock ---------------
+
+FLASH_SECONDS = 0.1  # the flash (white picture) and the beep last this long
+METRONOME_FPS = 30
+
+
+class Metronome:
+    """Beats every ``period`` seconds of wall clock, from ``epoch + offset`` on (shared by a publisher's tracks).
+
+    Frames are produced on a grid anchored at ``epoch`` (video every 1/fps s, audio every 20 ms), so a beat
+    falls exactly on a video frame's and an audio sample's capture time: the flash and the beep start at the
+    same instant.
+    """
+
+    def __init__(self, epoch: float, offset: float = 0.0, period: float = 1.0) -> None:
+        self.epoch = epoch
+        self.offset = offset
+        self.period = period
+
+    def phase(self, t: np.ndarray | float) -> np.ndarray | float:
+        """Seconds since the latest beat at wall-clock ``t`` (negative before the first)."""
+        since = np.asarray(t) - self.epoch - self.offset
+        return np.where(since < 0, -1.0, np.mod(since, self.period))
+
+    def beat_times(self, start: float, end: float) -> list[float]:
+        """Wall-clock times of the beats within [start, end)."""
+        first = math.ceil((start - self.epoch - self.offset) / self.period)
+        out = []
+        k = max(first, 0)
+        while (t := self.epoch + self.offset + k * self.period) < end:
+            out.append(t)
+            k += 1
+        return out
+
+
+async def _sleep_until(t: float) -> None:
+    delay = t - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+class FlashVideoTrack(MediaStreamTrack):
+    """Black pictures, white for ``FLASH_SECONDS`` from every beat; frame k is captured at ``epoch + k / fps``."""
+
+    kind = "video"
+
+    def __init__(self, metronome: Metronome, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.metronome = metronome
+        self._k: int | None = None
+        y = np.full((height, width), 16, np.uint8)
+        chroma = np.full((height // 2, width), 128, np.uint8)
+        self._black = np.concatenate([y, chroma])
+        self._white = np.concatenate([np.full((height, width), 235, np.uint8), chroma])
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        epoch = self.metronome.epoch
+        if self._k is None:
+            self._k = max(0, math.ceil((time.time() - epoch) * METRONOME_FPS))
+        t = epoch + self._k / METRONOME_FPS
+        await _sleep_until(t)
+        flash = 0 <= float(self.metronome.phase(t)) < FLASH_SECONDS - 1e-6
+        frame = VideoFrame.from_ndarray(self._white if flash else self._black, format="yuv420p")
+        frame.pts = self._k * (90000 // METRONOME_FPS)
+        frame.time_base = Fraction(1, 90000)
+        self._k += 1
+        return frame
+
+
+class BeepAudioTrack(MediaStreamTrack):
+    """Silence with a ``freq`` Hz beep for ``FLASH_SECONDS`` from every beat; 20 ms frames at ``epoch + n * 0.02``."""
+
+    kind = "audio"
+
+    def __init__(self, metronome: Metronome, freq: float) -> None:
+        super().__init__()
+        self.metronome = metronome
+        self.freq = freq
+        self._n: int | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        epoch = self.metronome.epoch
+        if self._n is None:
+            self._n = max(0, math.ceil((time.time() - epoch) / (PACKET / RATE)))
+        t0 = epoch + self._n * PACKET / RATE
+        await _sleep_until(t0)
+        t = t0 + np.arange(PACKET) / RATE
+        on = np.asarray(self.metronome.phase(t)) >= 0
+        on &= np.asarray(self.metronome.phase(t)) < FLASH_SECONDS
+        pcm = np.where(on, 0.5 * np.sin(2 * np.pi * self.freq * (t - epoch)), 0.0)
+        frame = av.AudioFrame.from_ndarray((pcm * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._n * PACKET
+        frame.time_base = Fraction(1, RATE)
+        self._n += 1
+        return frame
+
+
+def onsets(active: np.ndarray, times: np.ndarray, quiet: float = 0.3) -> list[float]:
+    """Times where ``active`` turns on after having been off for at least ``quiet`` seconds."""
+    out: list[float] = []
+    last_on = -math.inf
+    for on, t in zip(active, times, strict=True):
+        if on:
+            if t - last_on >= quiet:
+                out.append(float(t))
+            last_on = float(t)
+    return out
+
+
+def beep_onsets(samples: np.ndarray, rate: int, freq: float, threshold: float = 0.08) -> list[float]:
+    """Onsets (s) of beeps at ``freq``: the envelope of the signal mixed down to ``freq`` (I/Q, 4 ms mean: zero
+    response to tones a multiple of 250 Hz away, so beeps at 1000 and 1500 Hz are told apart), 2 ms hops."""
+    t = np.arange(len(samples)) / rate
+    i = samples * np.cos(2 * np.pi * freq * t)
+    q = samples * np.sin(2 * np.pi * freq * t)
+    width = max(1, round(0.004 * rate))
+    kernel = np.ones(width) / width
+    envelope = 2 * np.hypot(np.convolve(i, kernel, "same"), np.convolve(q, kernel, "same"))
+    hop = max(1, round(0.002 * rate))
+    env, times = envelope[::hop], t[::hop]
+    return onsets(env > threshold, times)

