@@ -22,8 +22,8 @@ Recording (``recording=True``): on connect the SDK starts VideoSDK-style partici
 join later included, and stops them on :meth:`JobContext.shutdown`. If the server offers RealtimeKit's
 composite start (``POST /accounts/{account_id}/realtime/kit/{app_id}/recordings``), it also starts a
 composite with ``audio_config = {"channel": "stereo", "channel_map": {"left": "users", "right": "agent",
-"agent_participant_id": <the agent's participant id>}}`` (user left, agent right); otherwise the reason is
-in :attr:`AgentRoom.recording_notes`.
+"agent_participant_id": <the agent's participant id>}}`` (user left, agent right), audio only unless
+:attr:`RoomOptions.record_video`; otherwise the reason is in :attr:`AgentRoom.recording_notes`.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ class RoomOptions:
     """The agent's clock (Unix seconds): what ``start``/``end`` of transcript items are measured on."""
     clock_pings: int = 5
     """Ping exchanges on connect to measure the clock offset (the shortest round trip wins)."""
+    record_video: bool = False
+    """With ``recording``: render the composite with video too (a grid MP4). Default: audio only (``.m4a``)."""
 
     def resolved_base_url(self) -> str:
         """The server URL, defaults applied."""
@@ -131,8 +133,20 @@ class Stream:
         return self.track_id
 
 
-StreamCallback = Callable[[Stream], Any]
-"""``on_stream_enabled`` / ``on_stream_disabled``: sync or async, called with the :class:`Stream`."""
+StreamCallback = Callable[[Stream], Any] | Callable[[str, TrackKind], Any]
+"""``on_stream_enabled`` / ``on_stream_disabled``: sync or async, called with the :class:`Stream`, or — a
+callback that takes two arguments, as in seed 000's ``on_stream_enabled(participant_id, kind="audio")`` —
+with the participant id and the track kind."""
+
+
+def _takes_two(callback: Callable[..., Any]) -> bool:
+    """Whether ``callback`` accepts ``(participant_id, kind)`` rather than one :class:`Stream`."""
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 class _AgentClient(RoomClient):
@@ -273,9 +287,10 @@ class AgentRoom:
         """Queue the agent's speech (int16 mono, 48 kHz).
 
         Returns:
-            When its first sample goes out, on the agent's clock: the ``start`` of the matching transcript item.
+            When its first sample is due to go out (its place on the track's timeline, see
+            :attr:`AudioPushTrack.due_in`), on the agent's clock: the ``start`` of the matching transcript item.
         """
-        start = self.now() + self.audio.buffered
+        start = self.now() + self.audio.due_in
         self.audio.push(pcm)
         return start
 
@@ -328,7 +343,8 @@ class AgentRoom:
         if callback is None:
             return
         try:
-            result = callback(stream)
+            call: Callable[..., Any] = callback
+            result = call(stream.participant_id, stream.kind) if _takes_two(call) else call(stream)
         except Exception:
             logger.exception("stream callback failed")
             return
@@ -563,9 +579,11 @@ class _Recorder:
             "channel": "stereo",
             "channel_map": {"left": "users", "right": "agent", "agent_participant_id": room.participant_id},
         }
-        body = {"meeting_id": room.meeting_id, "audio_config": audio_config}
+        body: dict[str, Any] = {"meeting_id": room.meeting_id, "audio_config": audio_config}
+        if not room.options.record_video:
+            body["video_config"] = {"export_file": False}  # an audio-only composite (AAC in .m4a)
         response = await self.http.post(path, json=body)
-        if response.status_code == 422:
+        if response.status_code in (400, 422) and "channel_map" in response.text:
             # A server without the channel map: stereo only (the left/right split is then the server's choice).
             audio_config.pop("channel_map")
             response = await self.http.post(path, json=body)

@@ -1,7 +1,14 @@
-"""Taking transcript events into a session, and telling webhooks when a session's transcript is complete."""
+"""Taking transcript events into a session, and telling webhooks when a session's transcript is complete.
+
+``meeting.transcript`` is queued when a session with a transcript ends (:func:`on_session_ended`, called by
+the session lifecycle and by the LiveKit Agents upload), and queued again, with the next ``revision`` and
+``updated: true``, when transcript items arrive after the end (REST ingest).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -51,15 +58,26 @@ def _iso(epoch_dt: Any) -> str | None:
     return epoch_dt.isoformat().replace("+00:00", "Z") if epoch_dt is not None else None
 
 
-async def _already_sent(db: AsyncSession, session: Session) -> bool:
+def digest(items: Sequence[TranscriptItem]) -> str:
+    """A fingerprint of a transcript's content: it changes when an item is added, replaced or retimed."""
+    h = hashlib.sha256()
+    for i in items:
+        h.update(json.dumps([i.id, i.role, list(i.content), i.spoken_text, i.start_epoch, i.end_epoch]).encode())
+    return h.hexdigest()[:32]
+
+
+async def _sent(db: AsyncSession, session: Session) -> list[dict[str, Any]]:
+    """Payloads of the ``meeting.transcript`` events already queued for the session, oldest first."""
     rows = await db.scalars(
-        select(OutboxEvent.payload).where(
+        select(OutboxEvent.payload)
+        .where(
             OutboxEvent.app_id == session.app_id,
             OutboxEvent.event == TRANSCRIPT_EVENT,
             OutboxEvent.created_at >= session.started_at,
         )
+        .order_by(OutboxEvent.created_at)
     )
-    return any((p.get("meeting") or {}).get("sessionId") == session.id for p in rows)
+    return [p for p in rows if (p.get("meeting") or {}).get("sessionId") == session.id]
 
 
 async def on_session_ended(
@@ -69,16 +87,23 @@ async def on_session_ended(
     links: TranscriptLinks | None = None,
     link_ttl_secs: int = 24 * 3600,
 ) -> OutboxEvent | None:
-    """Queue ``meeting.transcript`` for a session whose transcript is complete (call it when it ends).
+    """Queue ``meeting.transcript`` for an ended session whose transcript is new or changed.
 
-    Sent once per session, and only if it has a transcript. The payload carries the meeting, the item count,
-    up to :data:`INLINE_ITEMS` items in LiveKit's shape and, given ``links``, a download URL. The caller commits.
+    Call it when the session ends, and again when items arrive after that (a late REST ingest): the first
+    call with a transcript queues the event (``revision`` 1), a later one queues it again with the next
+    ``revision`` only if the transcript changed since. Nothing is queued while the session is live, or
+    without a transcript. The payload carries the meeting, the item count, up to :data:`INLINE_ITEMS` items
+    in LiveKit's shape and, given ``links``, a download URL. The caller commits.
     """
     session = await db.get(Session, session_id)
-    if session is None:
+    if session is None or session.status != "ENDED":
         return None
     items = await list_session(db, session_id)
-    if not items or await _already_sent(db, session):
+    if not items:
+        return None
+    fingerprint = digest(items)
+    sent = await _sent(db, session)
+    if any(p.get("digest") == fingerprint for p in sent):
         return None
     meeting = await db.get(Meeting, session.meeting_id)
     payload: dict[str, Any] = {
@@ -92,6 +117,9 @@ async def on_session_ended(
             "endedAt": _iso(session.ended_at),
             "organizedBy": {"id": session.app_id},
         },
+        "revision": len(sent) + 1,
+        "updated": bool(sent),
+        "digest": fingerprint,
         "itemCount": len(items),
         "transcript": to_livekit(items[:INLINE_ITEMS]),
         "truncated": len(items) > INLINE_ITEMS,

@@ -159,12 +159,57 @@ def in_span(item: TranscriptItem, span: tuple[float, float]) -> bool:
 async def list_recording(
     db: AsyncSession, recording: Recording, session_start_epoch: float, now: datetime | None = None
 ) -> list[TranscriptItem]:
-    """The items said while ``recording`` ran, with times on the recording's clock (0 = its first frame).
+    """The items said while ``recording`` ran, with times on the composite's clock (0 = its first frame).
 
-    Pauses are not cut out: the recording row keeps only their total, not when they were.
+    Paused spans are cut out of the composite, so they are cut out here too: an item said entirely during a
+    pause is left out, and times after a pause move back by its length, so item times match the file.
     """
     if recording.session_id is None:
         return []
+    from roomtape.recording.meeting import recording_spans  # here: recording imports transcripts' callers
+
     span = recording_span(recording, now)
-    items = await list_session(db, recording.session_id)
-    return [rebase(i, span[0], session_start_epoch) for i in items if in_span(i, span)]
+    items = [i for i in await list_session(db, recording.session_id) if in_span(i, span)]
+    spans = recording_spans(recording) if recording.config.get("pauses") else []
+    if len(spans) < 2:
+        return [rebase(i, span[0], session_start_epoch) for i in items]
+    recorded = [(s / 1000, e / 1000) for s, e in spans]
+    return [cut_pauses(i, recorded, session_start_epoch) for i in items if any(in_span(i, r) for r in recorded)]
+
+
+def output_time(epoch: float, spans: Sequence[tuple[float, float]]) -> float:
+    """Where the instant ``epoch`` lands in a file made of ``spans`` (Unix seconds) played back to back.
+
+    An instant inside a gap between spans lands where the next span begins; one after the last span, at the end.
+    """
+    elapsed = 0.0
+    for start, end in spans:
+        if epoch < start:
+            return elapsed
+        if epoch <= end:
+            return elapsed + (epoch - start)
+        elapsed += end - start
+    return elapsed
+
+
+def cut_pauses(
+    item: TranscriptItem, spans: Sequence[tuple[float, float]], session_start_epoch: float
+) -> TranscriptItem:
+    """``item`` with its times (and its words') on the clock of a file made of ``spans`` only."""
+
+    def at(epoch: float | None) -> float | None:
+        return None if epoch is None else output_time(epoch, spans)
+
+    return dataclasses.replace(
+        item,
+        start=at(item.start_epoch),
+        end=at(item.end_epoch),
+        words=tuple(
+            dataclasses.replace(
+                w,
+                start=output_time(session_start_epoch + w.start, spans),
+                end=output_time(session_start_epoch + w.end, spans),
+            )
+            for w in item.words
+        ),
+    )

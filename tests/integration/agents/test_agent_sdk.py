@@ -5,6 +5,7 @@ both sides; the agent's espeak-ng phrases line up with their transcript items in
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import wave
@@ -19,9 +20,9 @@ import numpy as np
 import pytest
 from tests.conftest import Server
 from tests.integration.media.roomtape_media_peers import ToneAudioTrack, dominant_frequency
-from tests.integration.signaling.signaling_helpers import Api, run_signaling_server, wait_for
+from tests.integration.signaling.signaling_helpers import Api, outbox, run_signaling_server, wait_for
 
-from roomtape.agents import JobContext, RoomClient, RoomOptions, Stream
+from roomtape.agents import AudioPushTrack, JobContext, RoomClient, RoomOptions, Stream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,6 +155,68 @@ async def test_agent_and_user_hear_each_other_report_transcript_and_record(serve
         files = by_id[recording_id]["files"]
         assert files and all(f["participant_id"] == participant_id for f in files)
 
+    # Everyone left: the session ends after the keep-alive, and its transcript goes out as meeting.transcript.
+    deadline = time.monotonic() + 20
+    while not (sent := [p for e, p in await outbox(server, meeting_id) if e == "meeting.transcript"]):
+        assert time.monotonic() < deadline, "no meeting.transcript after the session ended"
+        await asyncio.sleep(0.2)
+    [payload] = sent
+    assert payload["meeting"]["sessionId"] == ctx.room.session_id and payload["meeting"]["status"] == "ENDED"
+    assert payload["itemCount"] == 2 and [i["role"] for i in payload["transcript"]["items"]] == ["assistant", "user"]
+
+
+async def test_seed_000_pattern_records_a_track_from_stream_events(server: Server, api: Api) -> None:
+    """recording defaults to False; seed 000's agent methods ``on_stream_enabled(participant_id, kind)`` /
+    ``on_stream_disabled`` start and stop a VideoSDK track recording as the user unmutes and mutes."""
+    meeting_id = api.meeting()
+    ctx = JobContext(room_options=options(server, meeting_id, recording=False))
+    room = await ctx.connect()
+    assert ctx.room_options.recording is False and RoomOptions(room_id="m").recording is False
+    assert room.track_recordings == {} and room.composite_recording is None  # nothing recorded unasked
+    http = httpx.AsyncClient(base_url=server.base_url, headers={"Authorization": server.api_token}, timeout=10)
+    started: dict[str, str] = {}
+    stopped: list[str] = []
+
+    class Agent:
+        async def on_stream_enabled(self, participant_id: str, kind: str = "audio") -> None:
+            if participant_id == room.participant_id or kind != "audio":
+                return
+            body = {"roomId": meeting_id, "participantId": participant_id, "kind": kind, "fileFormat": "webm"}
+            r = await http.post("/v2/recordings/participant/track/start", json=body)
+            assert r.status_code == 200, r.text
+            started[participant_id] = r.json()["recordingId"]
+
+        async def on_stream_disabled(self, participant_id: str, kind: str = "audio") -> None:
+            body = {"roomId": meeting_id, "participantId": participant_id, "kind": kind}
+            r = await http.post("/v2/recordings/participant/track/stop", json=body)
+            assert r.status_code == 200, r.text
+            stopped.append(participant_id)
+
+    agent = Agent()
+    room.on_stream_enabled = agent.on_stream_enabled
+    room.on_stream_disabled = agent.on_stream_disabled
+    user_id, user_token = api.participant(meeting_id, "user")
+    user = RoomClient(server.base_url, user_token)
+    try:
+        await user.join()
+        await user.publish(audio=ToneAudioTrack(440))
+        await wait_for(lambda: user_id in started, 10, "track recording started from on_stream_enabled")
+        await asyncio.sleep(2.0)
+        await user.set_muted("audio", True)
+        await wait_for(lambda: stopped == [user_id], 10, "track recording stopped from on_stream_disabled")
+    finally:
+        await ctx.shutdown()
+        await user.leave()
+        await http.aclose()
+    await wait_for_uploaded(api, meeting_id, {started[user_id]})
+    [row] = [r for r in recordings(api, meeting_id) if r["id"] == started[user_id]]
+    [file] = row["files"]
+    assert file["participant_id"] == user_id and row["kind"] == "track"
+    samples = decode(next((server.data_dir / "storage").rglob(Path(file["path"]).name)))
+    print(f"recorded {len(samples) / RATE:.2f} s between enable and disable")
+    assert 1.5 < len(samples) / RATE < 6, len(samples) / RATE
+    assert abs(dominant_frequency(samples[RATE // 2 : RATE // 2 + RATE]) - 440) < 5
+
 
 async def wait_for_uploaded(api: Api, meeting_id: str, ids: set[str], within: float = 30) -> None:
     deadline = time.monotonic() + within
@@ -173,10 +236,10 @@ PHRASES = ("Hello, I am your assistant.", "How can I help you today?", "Goodbye 
 WINDOW = 0.01  # seconds per energy window
 
 
-def espeak(text: str, directory: Path) -> np.ndarray:
+def espeak(text: str, directory: Path, voice: str = "en") -> np.ndarray:
     """The phrase as int16 mono 48 kHz PCM, leading and trailing silence cut."""
-    path = directory / f"{abs(hash(text))}.wav"
-    subprocess.run(["espeak-ng", "-v", "en", "-s", "170", "-w", str(path), text], check=True, timeout=30)
+    path = directory / f"{abs(hash((text, voice)))}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "170", "-w", str(path), text], check=True, timeout=30)
     with wave.open(str(path)) as wav:
         rate = wav.getframerate()
         pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float64)
@@ -191,21 +254,31 @@ def energy(samples: np.ndarray) -> np.ndarray:
     return np.sqrt((frames**2).mean(axis=1))
 
 
-def decode(path: Path) -> np.ndarray:
-    """The file's audio as mono float samples at 48 kHz, placed by timestamp (0 = the file's start)."""
-    out = np.zeros(0)
+def decode_channels(path: Path) -> np.ndarray:
+    """The file's audio as float samples at 48 kHz, shape (channels, n), placed by timestamp (0 = the file's
+    start; samples before it, such as an encoder's priming, are dropped)."""
+    out = np.zeros((0, 0))
     with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            pcm = frame.to_ndarray()[0].astype(np.float64)  # first channel
-            at = (
-                round(float(frame.pts * frame.time_base) * RATE)
-                if frame.pts is not None and frame.time_base
-                else len(out)
-            )
-            if len(out) < at + len(pcm):
-                out = np.concatenate([out, np.zeros(at + len(pcm) - len(out))])
-            out[at : at + len(pcm)] = pcm
+        stream = container.streams.audio[0]
+        assert stream.codec_context.sample_rate == RATE, stream.codec_context.sample_rate
+        for frame in container.decode(stream):
+            pcm = frame.to_ndarray().astype(np.float64)
+            if frame.format.is_packed:
+                pcm = pcm.reshape(-1, len(frame.layout.channels)).T
+            at = round(float(frame.pts * frame.time_base) * RATE) if frame.pts is not None else out.shape[1]
+            if at < 0:
+                pcm, at = pcm[:, -at:], 0
+            if out.shape[0] == 0:
+                out = np.zeros((pcm.shape[0], 0))
+            if out.shape[1] < at + pcm.shape[1]:
+                out = np.concatenate([out, np.zeros((out.shape[0], at + pcm.shape[1] - out.shape[1]))], axis=1)
+            out[:, at : at + pcm.shape[1]] = pcm
     return out
+
+
+def decode(path: Path) -> np.ndarray:
+    """The file's first channel (see :func:`decode_channels`)."""
+    return decode_channels(path)[0]
 
 
 def onset(level: np.ndarray, threshold: float, near: float, search: float = 0.5, quiet: float = 0.3) -> float:
@@ -255,10 +328,93 @@ async def test_spoken_phrases_line_up_with_their_transcript_items(server: Server
     assert all(abs(e) < 0.1 for e in errors), errors
 
 
+AGENT_LINES = ("Hello, I am your assistant.", "Of course, which day works for you?", "Done, see you on Tuesday.")
+USER_LINES = ("I would like to change my booking.", "Next Tuesday, please.")
+
+
+async def wait_for_recording(api: Api, recording_id: str, within: float = 120) -> dict[str, Any]:
+    """The recording once UPLOADED (fails on ERRORED or when it takes longer than ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        row = dict(api._call("GET", f"/recordings/{recording_id}"))
+        if row["status"] == "UPLOADED":
+            return row
+        assert row["status"] != "ERRORED", row
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"recording {recording_id} is still {row['status']}")
+        await asyncio.sleep(0.3)
+
+
+async def test_stereo_composite_puts_user_left_agent_right_in_line_with_the_transcript(
+    server: Server, api: Api, tmp_path: Path
+) -> None:
+    """A live session with recording=True: agent and user take turns speaking espeak-ng phrases, the agent
+    reports each as a transcript item on its own (skewed) clock; in the composite the agent is on the right,
+    the user on the left, each phrase starts within 100 ms of its item, and the other channel is silent."""
+    agent_speech = [espeak(p, tmp_path) for p in AGENT_LINES]
+    user_speech = [espeak(p, tmp_path, "en+f3") for p in USER_LINES]
+    meeting_id = api.meeting()
+    ctx = JobContext(room_options=options(server, meeting_id, recording=True))
+    room = await ctx.connect()
+    user_id, user_token = api.participant(meeting_id, "user")
+    user = RoomClient(server.base_url, user_token)
+    voice = AudioPushTrack()
+    sent: list[tuple[str, str, float]] = []  # item id, role, seconds of speech
+    try:
+        assert room.composite_recording is not None, room.recording_notes
+        await user.join()
+        await user.publish(audio=voice)
+        await wait_for(lambda: user_id in room.track_recordings, 10, "the user's track recording")
+        await asyncio.sleep(1.0)
+        for n, (line, pcm) in enumerate(zip(AGENT_LINES, agent_speech, strict=True)):
+            start, seconds = room.push_audio(pcm), len(pcm) / RATE
+            item = await room.conversation_item_added("assistant", line, start=start, end=start + seconds)
+            sent.append((item["id"], "assistant", seconds))
+            await asyncio.sleep(seconds + 0.8)
+            if n < len(USER_LINES):
+                # The user speaks; the agent reports it on its own clock (SKEW ahead of the server's).
+                said_at, seconds = time.time() + voice.due_in, len(user_speech[n]) / RATE
+                voice.push(user_speech[n])
+                item = await room.user_input_transcribed(
+                    USER_LINES[n], True, "spk_0", "en", said_at + SKEW, said_at + SKEW + seconds, participant_id=user_id
+                )
+                sent.append((item["id"], "user", seconds))
+                await asyncio.sleep(seconds + 0.8)
+    finally:
+        await ctx.shutdown()
+        await user.leave()
+    composite_id = str(ctx.room.composite_recording["id"])  # type: ignore[index]
+    row = await wait_for_recording(api, composite_id)
+    assert row["output_file_name"].endswith(".m4a") and row["download_url"], row
+    path = tmp_path / row["output_file_name"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        path.write_bytes((await http.get(row["download_url"])).content)
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].codec_context.channels == 2 and not container.streams.video
+        channel_map = json.loads(container.metadata["roomtape_channel_map"])
+    assert channel_map == [[user_id], [room.participant_id]], room.recording_notes  # user left, agent right
+    audio = decode_channels(path)
+    left, right = energy(audio[0]), energy(audio[1])
+
+    transcript = get(server, f"/v1/recordings/{composite_id}/transcript", format="json")
+    items = {i["id"]: i for i in transcript["items"]}
+    assert [items[i]["role"] for i, _, _ in sent] == ["assistant", "user", "assistant", "user", "assistant"]
+    errors, crosstalk = [], []
+    for item_id, role, seconds in sent:
+        item = items[item_id]
+        speaking, other = (right, left) if role == "assistant" else (left, right)
+        assert item["channel"] == ("right" if role == "assistant" else "left"), item
+        heard = onset(speaking, 0.1 * speaking.max(), item["start"])
+        errors.append(heard - item["start"])
+        during = slice(int(heard / WINDOW), int((heard + seconds) / WINDOW))
+        crosstalk.append(float(other[during].max() / speaking[during].max()))
+    print(f"composite alignment errors (s): {[round(e, 4) for e in errors]}, other channel: {crosstalk}")
+    assert all(abs(e) < 0.1 for e in errors), errors
+    assert all(c < 0.01 for c in crosstalk), crosstalk  # the other side is silent while one speaks
+
+
 async def test_signaling_ping_clock_and_bad_transcript_items(server: Server, api: Api) -> None:
     """The raw protocol: pong, and a bad transcript message answers an error and stores nothing of it."""
-    import json
-
     from websockets.asyncio.client import connect
 
     meeting_id = api.meeting()

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,10 +20,11 @@ from cloudflare import Cloudflare
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 from tests.conftest import Server
+from tests.integration.transcripts.livekit_media import ogg_opus, place, tone, wait_uploaded
 
 from roomtape.db import lifecycle
 from roomtape.db.engine import create_engine, session_factory
-from roomtape.db.models import Meeting, OutboxEvent, Participant, Session
+from roomtape.db.models import Meeting, OutboxEvent, Participant, Recording, Session
 from roomtape.db.models import TranscriptItem as Row
 from roomtape.transcripts.ingest import on_session_ended
 
@@ -156,20 +158,58 @@ def test_ingest_then_export_in_every_format(cf: Cloudflare, http: httpx.Client, 
     assert http.post(f"/v1/sessions/{session_id}/transcript", json=again).status_code == 201
     assert count_items(server, session_id) == 3
 
-    # session end -> meeting.transcript, once
+    # not while the session is live
+    assert in_db(server, lambda db: on_session_ended(db, session_id)) is None
+    assert transcript_events(server, session_id) == []
+
+    # the session ends (the lifecycle's own path) -> meeting.transcript, once
     async def end(db):  # type: ignore[no-untyped-def]
-        first = await on_session_ended(db, session_id)
-        second = await on_session_ended(db, session_id)
-        return first is not None, second is None
+        await lifecycle.mark_all_left(db, session_id)
+        ended = await lifecycle.end_session_if_idle(db, session_id)
+        again = await on_session_ended(db, session_id)
+        return ended, again is None
 
     assert in_db(server, end) == (True, True)
+    [payload] = transcript_events(server, session_id)
+    assert payload["itemCount"] == 3 and payload["transcript"]["items"][0]["role"] == "assistant"
+    assert payload["revision"] == 1 and payload["updated"] is False and payload["meeting"]["status"] == "ENDED"
 
+    # items that arrive after the end (a late REST ingest) -> meeting.transcript again, the next revision
+    late = {
+        "type": "conversation_item_added",
+        "id": "item_late",
+        "role": "assistant",
+        "text": "Your refund is on its way.",
+        "start": 6,
+    }
+    r = http.post(f"/v1/sessions/{session_id}/transcript", json=late)
+    assert r.status_code == 201, r.text
+    first, second = transcript_events(server, session_id)
+    assert first == payload
+    assert second["revision"] == 2 and second["updated"] is True and second["itemCount"] == 4
+    assert second["transcript"]["items"][-1]["content"] == ["Your refund is on its way."]
+    assert second["transcriptDownloadUrl"].startswith(server.base_url)
+    got = httpx.get(second["transcriptDownloadUrl"]).json()  # the signed link works without a token
+    assert [i["text"] for i in got["items"]][-1] == "Your refund is on its way."
+    # the same items again change nothing: no new event
+    assert http.post(f"/v1/sessions/{session_id}/transcript", json=late).status_code == 201
+    assert len(transcript_events(server, session_id)) == 2
+    # a bad late batch (a word that ends before it starts) is refused whole: nothing stored, no event
+    words = [{"word": "Bye", "start": 9.0, "end": 8.5}]
+    bad = [{**late, "id": "item_bye", "text": "Bye", "start": 8, "end": 9, "words": words}]
+    r = http.post(f"/v1/sessions/{session_id}/transcript", json=bad)
+    assert r.status_code == 400 and "before start" in r.json()["error"]["message"], r.text
+    assert count_items(server, session_id) == 4 and len(transcript_events(server, session_id)) == 2
+
+
+def transcript_events(server: Server, session_id: str) -> list[dict[str, Any]]:
     async def events(db):  # type: ignore[no-untyped-def]
-        rows = await db.scalars(select(OutboxEvent).where(OutboxEvent.event == "meeting.transcript"))
+        rows = await db.scalars(
+            select(OutboxEvent).where(OutboxEvent.event == "meeting.transcript").order_by(OutboxEvent.created_at)
+        )
         return [r.payload for r in rows if r.payload["meeting"]["sessionId"] == session_id]
 
-    [payload] = in_db(server, events)
-    assert payload["itemCount"] == 3 and payload["transcript"]["items"][0]["role"] == "assistant"
+    return list(in_db(server, events))
 
 
 @pytest.mark.parametrize(
@@ -254,7 +294,7 @@ def test_livekit_agents_upload(server: Server) -> None:
              "metrics": {"started_speaking_at": start + 4, "stopped_speaking_at": start + 5}, "created_at": start + 5},
         ]
     }  # fmt: skip
-    audio = b"OggS" + bytes(2000)
+    audio = ogg_opus(place(6, [(4, tone(300, 1))]), place(6, [(1, tone(700, 1.5))]))  # user left, agent right
     files = {
         "header": ("header.binpb", _header("RM_test", start, 20_000), "application/protobuf"),
         "chat_history": ("chat_history.json", json.dumps(chat).encode(), "application/json"),
@@ -266,8 +306,10 @@ def test_livekit_agents_upload(server: Server) -> None:
     assert r.status_code == 201, r.text
     data = r.json()["data"]
     assert data["items"] == 2 and data["audio_bytes"] == len(audio) and data["recording_id"]
-    stored = server.data_dir / "livekit" / data["session_id"] / "recording.ogg"
-    assert stored.read_bytes() == audio
+    # the audio is a recording of the session, uploaded to the app's storage like any other
+    rec = wait_uploaded(server.base_url, app["api_token"], app["account_id"], app["app_id"], data["recording_id"])
+    assert rec["session_id"] == data["session_id"] and rec["output_file_name"] == "recording.ogg"
+    assert httpx.get(rec["download_url"]).content == audio
 
     headers = {"Authorization": f"Bearer {app['api_token']}"}
     vtt = httpx.get(
@@ -286,11 +328,31 @@ def test_livekit_agents_upload(server: Server) -> None:
     async def sessions(db):  # type: ignore[no-untyped-def]
         return await db.scalar(select(func.count()).select_from(Session).where(Session.app_id == app["app_id"]))
 
-    before = in_db(server, sessions)
+    async def recordings(db):  # type: ignore[no-untyped-def]
+        return await db.scalar(select(func.count()).select_from(Recording).where(Recording.app_id == app["app_id"]))
+
+    def stored() -> tuple[int, int, list[Path]]:
+        return in_db(server, sessions), in_db(server, recordings), sorted((server.data_dir / "recordings").rglob("*"))
+
+    before = stored()
     bad_chat = dict(files, chat_history=("chat_history.json", b"{not json", "application/json"))
     assert httpx.post(url, files=bad_chat, headers=auth).status_code == 400
     bad_audio = dict(files, audio=("recording.ogg", b"RIFF" + bytes(100), "audio/ogg"))
     assert httpx.post(url, files=bad_audio, headers=auth).status_code == 400
+    cut = dict(files, audio=("recording.ogg", audio[:60], "audio/ogg"))  # Ogg magic, but no audio in it
+    r = httpx.post(url, files=cut, headers=auth)
+    assert r.status_code == 400 and "audio" in r.json()["error"]["message"], r.text
+    bad_item = {"items": [{"type": "message", "role": "robot", "content": ["x"]}]}
+    bad_items = dict(files, chat_history=("chat_history.json", json.dumps(bad_item).encode(), "application/json"))
+    assert httpx.post(url, files=bad_items, headers=auth).status_code == 400
+    backwards = {
+        "items": [{**chat["items"][0], "metrics": {"started_speaking_at": start + 3, "stopped_speaking_at": start}}]
+    }
+    bad_span = dict(files, chat_history=("chat_history.json", json.dumps(backwards).encode(), "application/json"))
+    r = httpx.post(url, files=bad_span, headers=auth)
+    assert r.status_code == 400 and "before start" in r.json()["error"]["message"], r.text
+    bad_header = dict(files, header=("header.binpb", b"\x0a\xff", "application/protobuf"))  # truncated field
+    assert httpx.post(url, files=bad_header, headers=auth).status_code == 400
     no_header = {k: v for k, v in files.items() if k != "header"}
     assert httpx.post(url, files=no_header, headers=auth).status_code == 400
     assert httpx.post(url, content=b"x", headers={**auth, "Content-Type": "text/plain"}).status_code == 400
@@ -301,4 +363,4 @@ def test_livekit_agents_upload(server: Server) -> None:
     )
     assert httpx.post(url, files=files, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     assert httpx.post(url, files=files, headers={"Authorization": f"Bearer {app['api_token']}"}).status_code == 401
-    assert in_db(server, sessions) == before
+    assert stored() == before

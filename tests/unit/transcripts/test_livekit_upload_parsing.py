@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from roomtape.api.routers.transcripts import parse_multipart
 from roomtape.errors import InvalidInput
-from roomtape.transcripts.livekit import check_ogg, parse_chat_history, parse_header
+from roomtape.transcripts.livekit import parse_chat_history, parse_header, probe_ogg
 
 
 def _varint(n: int) -> bytes:
@@ -35,7 +35,8 @@ def header_bytes(room_id: str, start_ms: int, duration_ms: int = 0, tags: dict[s
         out += _field(3, duration_ms)
     for k, v in (tags or {}).items():
         out += _field(5, _field(1, k.encode()) + _field(2, v.encode()))
-    out += _field(7, b"job-1") + _field(9, 1)  # newer fields we do not know: skipped
+    out += _field(8, b"job-1") + _field(9, 1)  # job_id, simulated
+    out += _field(40, b"later") + _field(41, 7)  # fields of a later schema: skipped
     return out
 
 
@@ -44,6 +45,7 @@ def test_protobuf_header_is_decoded_and_unknown_fields_skipped() -> None:
     assert header.room_id == "RM_abc" and header.duration_ms == 61_500
     assert header.start_time == pytest.approx(1_700_000_000.25)
     assert header.room_tags == {"team": "blue"}
+    assert header.job_id == "job-1" and header.simulated
     assert parse_header(header_bytes("r", 0)).start_time is None
 
 
@@ -88,10 +90,10 @@ def test_malformed_chat_history_is_invalid(data: bytes) -> None:
         parse_chat_history(data)
 
 
-def test_ogg_magic() -> None:
-    check_ogg(b"OggS\x00rest")
-    with pytest.raises(InvalidInput):
-        check_ogg(b"RIFF....")
+def test_audio_that_is_not_ogg_is_invalid() -> None:
+    for data in (b"RIFF....", b"OggS\x00rest"):
+        with pytest.raises(InvalidInput):
+            probe_ogg(data)
 
 
 def test_multipart_keeps_binary_parts_intact() -> None:

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import time
@@ -31,6 +33,7 @@ from roomtape.api.routers.realtimekit.convert import iso
 from roomtape.db.models import App, Meeting, Recording, Session
 from roomtape.domain.tokens import looks_like_jwt
 from roomtape.errors import Forbidden, InvalidInput, NotFound, RoomtapeError, Unauthenticated
+from roomtape.jobs.upload import local_dir
 from roomtape.transcripts import export, livekit
 from roomtape.transcripts.clock import ClockOffset
 from roomtape.transcripts.events import TranscriptBatch, TranscriptEvent
@@ -40,6 +43,9 @@ from roomtape.transcripts.model import TranscriptItem
 from roomtape.transcripts.store import count_session, list_recording, list_session, recording_span
 
 router = APIRouter(tags=["transcripts"])
+
+LIVEKIT_AUDIO_NAME = "recording.ogg"
+"""The file name of a LiveKit Agents upload's audio in its recording."""
 
 RealtimeKitFormat = Literal["SRT", "VTT", "JSON", "CSV", "LIVEKIT", "srt", "vtt", "json", "csv", "livekit"]
 Format = Literal["json", "livekit", "vtt", "srt", "csv"]
@@ -239,7 +245,10 @@ async def add_session_transcript(
     request: Request,
     db: AsyncSession = Depends(get_db),
 ) -> IngestResponse:
-    """Store ``conversation_item_added`` / ``user_input_transcribed`` events; a bad one stores nothing."""
+    """Store ``conversation_item_added`` / ``user_input_transcribed`` events; a bad one stores nothing.
+
+    Items for a session that has ended queue ``meeting.transcript`` again (the next ``revision``).
+    """
     caller = await get_caller(request, db)
     session = await _session_for(db, session_id, caller.account_id)
     if isinstance(body, TranscriptBatch):
@@ -251,6 +260,10 @@ async def add_session_transcript(
     if len(events) > 500:
         raise InvalidInput("at most 500 events per request")
     items = await ingest(db, session, events, offset=offset, source="api")
+    if session.status == "ENDED":
+        # Late items (the session has ended): meeting.transcript again, as a new revision.
+        ctx = get_context(request)
+        await on_session_ended(db, session.id, links=links_of(ctx), link_ttl_secs=ctx.settings.download_url_ttl_secs)
     await db.commit()
     return IngestResponse(data=IngestResult(session_id=session.id, stored=len(items), item_ids=[i.id for i in items]))
 
@@ -344,14 +357,24 @@ class LiveKitUploadResponse(BaseModel):
     data: LiveKitUploadResult
 
 
-async def _meeting_for_room(db: AsyncSession, app: App, room_id: str) -> Meeting:
-    """The roomtape meeting of a LiveKit room: the meeting with that id, else one kept per room id."""
-    if room_id:
-        meeting = await db.scalar(select(Meeting).where(Meeting.id == room_id, Meeting.app_id == app.id))
+async def _meeting_for_room(db: AsyncSession, app: App, header: livekit.RecordingHeader) -> Meeting:
+    """The roomtape meeting of a LiveKit room.
+
+    The room's name comes from the header's ``room_name``, else its session summary's ``room`` (what
+    ``livekit-agents`` 1.8 sends), else the room's sid. The meeting whose id is that name (an agent in a
+    roomtape meeting), else the one meeting kept per LiveKit room name (title ``LiveKit room {name}``), made
+    on first upload.
+    """
+    summary_room = header.session_summary.get("room")
+    name = header.room_name or (summary_room if isinstance(summary_room, str) else "") or header.room_id
+    if name:
+        meeting = await db.scalar(select(Meeting).where(Meeting.id == name, Meeting.app_id == app.id))
         if meeting is not None:
             return meeting
-    title = f"LiveKit room {room_id}" if room_id else "LiveKit room"
-    meeting = await db.scalar(select(Meeting).where(Meeting.app_id == app.id, Meeting.title == title).limit(1))
+    title = f"LiveKit room {name}" if name else "LiveKit room"
+    meeting = await db.scalar(
+        select(Meeting).where(Meeting.app_id == app.id, Meeting.title == title).order_by(Meeting.created_at).limit(1)
+    )
     if meeting is None:
         meeting = Meeting(app_id=app.id, title=title, status="INACTIVE")
         db.add(meeting)
@@ -386,8 +409,10 @@ async def _meeting_for_room(db: AsyncSession, app: App, room_id: str) -> Meeting
 async def livekit_upload(request: Request, db: AsyncSession = Depends(get_db)) -> LiveKitUploadResponse:
     """Store a LiveKit Agents session.
 
-    It becomes a session and a recording row, its chat history transcript items, its OGG audio a file under
-    the data dir. Everything is checked before anything is stored.
+    It becomes an ENDED session of the room's meeting, its chat history transcript items, and its OGG audio
+    a composite recording (``recording.ogg``) uploaded to the app's storage like any other, with a download
+    URL once UPLOADED. Everything is checked before anything is stored: a bad part is a 400 and leaves
+    nothing behind. ``meeting.transcript`` is queued when the chat history has messages.
     """
     app = await livekit_app(request, db)
     parts = parse_multipart(await request.body(), request.headers.get("content-type", ""))
@@ -396,15 +421,17 @@ async def livekit_upload(request: Request, db: AsyncSession = Depends(get_db)) -
     header = livekit.parse_header(parts["header"])
     events = livekit.parse_chat_history(parts["chat_history"]) if "chat_history" in parts else []
     audio = parts.get("audio", b"")
-    if audio:
-        livekit.check_ogg(audio)
+    probe = await asyncio.to_thread(livekit.probe_ogg, audio) if audio else None
     now = time.time()
     times = [e.created_at for e in events if e.created_at is not None]
-    start = header.start_time or (min(times) if times else now)
-    end = start + header.duration_ms / 1000 if header.duration_ms else max([start, *times])
+    start = header.start_time or header.room_start_time or (min(times) if times else now)
+    if header.duration_ms:
+        end = start + header.duration_ms / 1000
+    else:
+        end = max([start, *times, start + (probe.duration if probe else 0.0)])
     started, ended = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
 
-    meeting = await _meeting_for_room(db, app, header.room_id)
+    meeting = await _meeting_for_room(db, app, header)
     session = Session(
         app_id=app.id, meeting_id=meeting.id, status="ENDED", started_at=started, ended_at=ended, created_at=started
     )
@@ -414,46 +441,58 @@ async def livekit_upload(request: Request, db: AsyncSession = Depends(get_db)) -
     ctx = get_context(request)
     recording: Recording | None = None
     target: Path | None = None
-    temp: Path | None = None
-    if audio:
-        rel = Path("livekit") / session.id / "recording.ogg"
-        target = ctx.settings.data_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_suffix(".ogg.part")
+    if audio and probe is not None:
         recording = Recording(
             app_id=app.id,
             meeting_id=meeting.id,
             session_id=session.id,
             kind="composite",
-            status="UPLOADED",
+            status="UPLOADING",
             invoked_time=started,
             started_time=started,
             stopped_time=ended,
             recording_duration=round(end - start),
-            output_file_name="recording.ogg",
+            output_file_name=LIVEKIT_AUDIO_NAME,
             file_size=len(audio),
             start_reason={"reason": "API_CALL", "caller": {"name": "livekit-agents"}},
             stop_reason={"reason": "ALL_PEERS_LEFT"},
             config={
                 "source": "livekit-agents",
-                "path": str(rel),
                 "room_id": header.room_id,
+                "room_name": header.room_name,
                 "room_tags": header.room_tags,
+                "job_id": header.job_id,
+                "agent_name": header.session_summary.get("agent_name"),
+                "sdk_version": header.session_summary.get("sdk_version"),
+                "audio": {"codec": probe.codec, "channels": probe.channels, "sample_rate": probe.sample_rate},
+                "channel_map": {"left": "user", "right": "agent"} if probe.channels == 2 else None,
+                # The file is the composite as uploaded: nothing to render before the upload.
+                "render": "done",
+                "progress": {"fraction": 1.0, "done": True},
             },
         )
         db.add(recording)
-    await db.flush()
+        await db.flush()
+        target = local_dir(ctx.settings, recording.id) / LIVEKIT_AUDIO_NAME
     await on_session_ended(db, session.id, links=links_of(ctx), link_ttl_secs=ctx.settings.download_url_ttl_secs)
-    try:
-        if temp is not None:
-            temp.write_bytes(audio)
-        await db.commit()
-    except BaseException:
-        if temp is not None:
+    if target is not None:
+        # The file goes where the upload job reads it from; it is removed again if the commit fails.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(target.name + ".part")
+        try:
+            await asyncio.to_thread(temp.write_bytes, audio)
+            os.replace(temp, target)
+            await db.commit()
+        except BaseException:
             temp.unlink(missing_ok=True)
-        raise
-    if temp is not None and target is not None:
-        os.replace(temp, target)
+            target.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()
+            raise
+        if ctx.jobs is not None and recording is not None:
+            await ctx.jobs.submit_upload(recording.id)
+    else:
+        await db.commit()
     return LiveKitUploadResponse(
         data=LiveKitUploadResult(
             session_id=session.id,
