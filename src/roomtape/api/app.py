@@ -16,6 +16,7 @@ from roomtape.api.context import ServerContext
 from roomtape.api.errors import install_error_handlers
 from roomtape.api.limits import BodySizeLimit
 from roomtape.api.routers import downloads, signaling, transcripts, web
+from roomtape.api.routers.dashboard import router as dashboard_router
 from roomtape.api.routers.realtimekit import active_session, apps, meetings, sessions, webhooks
 from roomtape.api.routers.realtimekit.recordings import router as recordings_router
 from roomtape.api.routers.videosdk import meeting_router as videosdk_meeting_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transcripts.router, responses=_ERROR_RESPONSES)
     app.include_router(signaling.router, responses=_ERROR_RESPONSES)
     app.include_router(web.router)
+    app.include_router(dashboard_router)
     app.mount("/static", web.static_files(), name="static")
 
     @app.get("/healthz", tags=["health"], summary="Liveness")

@@ -1,0 +1,376 @@
+// roomtape dashboard: live statuses, actions through the API, and recording playback with an
+// autoscrolling transcript. No framework; every call goes to /dashboard/api/…, a same-origin proxy of the
+// public API that adds the signed-in app's token (kept server-side in an HttpOnly cookie).
+(() => {
+  "use strict";
+
+  const API = "/dashboard/api/";
+  const POLL_MS = 2000;
+
+  // --- helpers -------------------------------------------------------------------------------------------
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json", "X-Roomtape-Dashboard": "1" };
+    const init = { method, headers, credentials: "same-origin" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(API + path, init);
+    if (response.status === 401) {
+      location.assign("/dashboard/signin?next=" + encodeURIComponent(location.pathname + location.search));
+      throw new Error("signed out");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = null;
+    }
+    if (!response.ok) {
+      const message = data && data.error && data.error.message ? data.error.message : "HTTP " + response.status;
+      throw new Error(message);
+    }
+    return data;
+  }
+
+  function announce(text, where) {
+    const box = where || document.getElementById("action-status") || document.getElementById("announcer");
+    if (box) box.textContent = text;
+  }
+
+  function pad(n, width) {
+    return String(n).padStart(width, "0");
+  }
+
+  /** mm:ss.mmm, the precise time shown on hover. */
+  function clock(seconds) {
+    const ms = Math.max(0, Math.round(seconds * 1000));
+    return pad(Math.floor(ms / 60000), 2) + ":" + pad(Math.floor(ms / 1000) % 60, 2) + "." + pad(ms % 1000, 3);
+  }
+
+  /** m:ss, the short time shown in the list. */
+  function short(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    return Math.floor(s / 60) + ":" + pad(s % 60, 2);
+  }
+
+  function size(bytes) {
+    if (bytes === null || bytes === undefined) return "—";
+    let value = Number(bytes);
+    for (const unit of ["B", "kB", "MB", "GB"]) {
+      if (value < 1000 || unit === "GB") return unit === "B" ? value.toFixed(0) + " B" : value.toFixed(1) + " " + unit;
+      value /= 1000;
+    }
+    return String(bytes);
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "—";
+    const total = Math.max(0, Math.round(seconds));
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const s = total % 60;
+    return h ? h + ":" + pad(m, 2) + ":" + pad(s, 2) : m + ":" + pad(s, 2);
+  }
+
+  const FORMATS = { size, duration, text: (v) => (v === null || v === undefined ? "—" : String(v)) };
+
+  // --- live statuses ---------------------------------------------------------------------------------------
+  function applyStatus(el, data) {
+    for (const field of el.querySelectorAll("[data-field]")) {
+      const key = field.dataset.field;
+      if (!(key in data)) continue;
+      const value = FORMATS[field.dataset.format || "text"](data[key]);
+      if (field.textContent !== value) field.textContent = value;
+      if (key === "status") field.className = "status status-" + String(data.status).toLowerCase();
+    }
+    // Elements elsewhere on the page that show or hide with the status (the recording page's actions).
+    if (el.id === "recording-status") {
+      for (const other of document.querySelectorAll("[data-when]")) {
+        other.hidden = !other.dataset.when.split(" ").includes(data.status);
+      }
+      document.querySelectorAll(".meta [data-field]").forEach((field) => {
+        const key = field.dataset.field;
+        if (key in data) field.textContent = FORMATS[field.dataset.format || "text"](data[key]);
+      });
+    }
+  }
+
+  function startPolling() {
+    const watched = () => [...document.querySelectorAll("[data-poll]")];
+    if (!watched().length) return;
+    let busy = false;
+    const tick = async () => {
+      if (busy || document.hidden) return;
+      busy = true;
+      try {
+        for (const el of watched()) {
+          let answer;
+          try {
+            answer = await api("GET", el.dataset.poll);
+          } catch (err) {
+            continue;
+          }
+          const data = answer && answer.data ? answer.data : null;
+          if (!data) continue;
+          const before = el.dataset.status || (el.querySelector("[data-field=status]") || {}).textContent;
+          applyStatus(el, data);
+          el.dataset.status = data.status;
+          if (before && before.trim() !== data.status) announce("Status: " + data.status, document.getElementById("announcer"));
+          const final = (el.dataset.final || "").split(" ");
+          if (final.includes(data.status)) {
+            el.removeAttribute("data-poll");
+            if (el.dataset.onFinal === "reload" && before && before.trim() !== data.status) location.reload();
+          }
+        }
+      } finally {
+        busy = false;
+      }
+    };
+    setInterval(tick, POLL_MS);
+  }
+
+  // --- actions ---------------------------------------------------------------------------------------------
+  function after(how, answer) {
+    if (!how || how === "refresh") {
+      const status = document.getElementById("recording-status");
+      if (status && answer && answer.data) applyStatus(status, answer.data);
+      if (status && answer && answer.data && !status.hasAttribute("data-poll")) {
+        status.setAttribute("data-poll", "kit/recordings/" + answer.data.id);
+      }
+      return;
+    }
+    if (how === "reload") return location.reload();
+    if (how === "open-recording" && answer && answer.data) {
+      return location.assign("/dashboard/recordings/" + encodeURIComponent(answer.data.id));
+    }
+    if (how.startsWith("goto:")) return location.assign(how.slice(5));
+  }
+
+  async function runAction(control, method, path, body) {
+    if (control.dataset.confirm && !window.confirm(control.dataset.confirm)) return;
+    const label = control.textContent.trim() || "Action";
+    control.disabled = true;
+    control.setAttribute("aria-busy", "true");
+    announce(label + "…");
+    try {
+      const answer = await api(method, path, body);
+      announce(label + ": done.");
+      after(control.dataset.after, answer);
+    } catch (err) {
+      announce(label + " failed: " + err.message);
+    } finally {
+      control.disabled = false;
+      control.removeAttribute("aria-busy");
+    }
+  }
+
+  function setupActions() {
+    document.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-action]");
+      if (!button) return;
+      event.preventDefault();
+      const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
+      runAction(button, button.dataset.action, button.dataset.path, body);
+    });
+    for (const form of document.querySelectorAll("form[data-api-form]")) {
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const body = {};
+        for (const [key, value] of new FormData(form).entries()) if (value !== "") body[key] = value;
+        const submit = form.querySelector("button[type=submit]") || form;
+        submit.dataset.after = form.dataset.after;
+        runAction(submit, form.dataset.method || "POST", form.dataset.path, body);
+      });
+    }
+  }
+
+  // --- recording playback ----------------------------------------------------------------------------------
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function setupRecording() {
+    const dataNode = document.getElementById("page-data");
+    if (!dataNode) return;
+    const page = JSON.parse(dataNode.textContent);
+    const media = document.getElementById("player");
+    const list = document.getElementById("transcript-items");
+    const position = document.getElementById("position");
+    const timeline = document.getElementById("timeline");
+    let items = [];
+    let current = -1;
+    let frame = 0;
+    let total = Number(page.duration) || 0;
+
+    const names = page.names || {};
+    const who = (item) => {
+      if (item.participant_id && names[item.participant_id]) return names[item.participant_id];
+      return item.role === "assistant" ? "Agent" : item.role === "user" ? "User" : item.role || "";
+    };
+
+    // Scroll the transcript list (not the page) so the item sits in its upper third; then, if the list is on
+    // screen but the item is outside the window (a short window), move the page by the least amount.
+    function keepInView(node) {
+      const box = list.getBoundingClientRect();
+      let r = node.getBoundingClientRect();
+      if (r.top < box.top || r.bottom > box.bottom) {
+        list.scrollTop += r.top - box.top - Math.max(0, (box.height - r.height) / 3);
+        r = node.getBoundingClientRect();
+      }
+      const listOnScreen = box.bottom > 0 && box.top < window.innerHeight;
+      if (listOnScreen && (r.bottom > window.innerHeight || r.top < 0)) {
+        const reduce = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+        const by = r.bottom > window.innerHeight ? r.bottom - window.innerHeight + 8 : r.top - 8;
+        window.scrollBy({ top: by, behavior: reduce ? "auto" : "smooth" });
+      }
+    }
+
+    // The item whose [start, end) holds t. Media positions are kept in microseconds, so a seek to an item's
+    // start may read back a hair earlier: allow 1 ms.
+    function indexAt(t) {
+      for (let i = 0; i < items.length; i++) {
+        const it = items[i];
+        if (it.start !== null && it.end !== null && it.start - 0.001 <= t && t < it.end) return i;
+      }
+      return -1;
+    }
+
+    function sync() {
+      if (!media) return;
+      const t = media.currentTime;
+      if (position) position.textContent = clock(t);
+      if (timeline && total > 0) {
+        const left = Math.min(100, (t / total) * 100) + "%";
+        timeline.querySelectorAll(".ph").forEach((ph) => (ph.style.left = left));
+      }
+      const i = indexAt(t);
+      if (i === current) return;
+      if (current >= 0 && list.children[current]) {
+        list.children[current].classList.remove("current");
+        list.children[current].querySelector(".seek").removeAttribute("aria-current");
+      }
+      current = i;
+      if (i >= 0 && list.children[i]) {
+        const node = list.children[i];
+        node.classList.add("current");
+        node.querySelector(".seek").setAttribute("aria-current", "true");
+        keepInView(node);
+      }
+    }
+
+    function loop() {
+      sync();
+      frame = media && !media.paused ? requestAnimationFrame(loop) : 0;
+    }
+
+    function seek(seconds) {
+      if (!media) return;
+      media.currentTime = seconds;
+      sync();
+    }
+
+    function renderTranscript(data) {
+      items = (data.items || []).map((it) => ({
+        ...it,
+        start: typeof it.start === "number" ? it.start : null,
+        end: typeof it.end === "number" ? it.end : null,
+        text: it.text || (Array.isArray(it.content) ? it.content.join(" ") : ""),
+      }));
+      list.replaceChildren();
+      if (!items.length) {
+        list.append(el("li", { class: "empty" }, "No transcript items."));
+        return;
+      }
+      items.forEach((it, index) => {
+        const li = el("li", { "data-index": String(index) });
+        if (it.start !== null) li.dataset.start = String(it.start);
+        if (it.end !== null) li.dataset.end = String(it.end);
+        const button = el("button", { type: "button", class: "seek" });
+        const precise = it.start !== null ? clock(it.start) + (it.end !== null ? " – " + clock(it.end) : "") : "no time";
+        const time = el("span", { class: "t", title: precise }, it.start !== null ? short(it.start) : "—");
+        button.append(time, el("span", { class: "who" }, who(it)), el("span", { class: "text" }, it.text));
+        button.setAttribute(
+          "aria-label",
+          (it.start !== null ? "Play from " + clock(it.start) + ", " : "") + who(it) + ": " + it.text,
+        );
+        if (it.start === null || !media) button.disabled = true;
+        button.addEventListener("click", () => seek(it.start));
+        li.append(button);
+        list.append(li);
+      });
+      drawSpeech();
+      current = -1;
+      sync();
+    }
+
+    function drawTimeline() {
+      if (!timeline || total <= 0) return;
+      for (const row of page.timeline || []) {
+        const lane = timeline.querySelector('.lane-row[data-participant="' + CSS.escape(row.participant_id) + '"] .lane');
+        if (!lane) continue;
+        lane.replaceChildren();
+        for (const s of row.segments) {
+          const bar = el("span", { class: "seg", title: s.kind + " #" + s.index + ": " + clock(s.start) + " – " + clock(s.end) });
+          bar.style.left = Math.max(0, (s.start / total) * 100) + "%";
+          bar.style.width = Math.max(0.3, ((Math.min(s.end, total) - Math.max(0, s.start)) / total) * 100) + "%";
+          lane.append(bar);
+        }
+        lane.append(el("span", { class: "ph" }));
+        lane.addEventListener("click", (event) => {
+          const box = lane.getBoundingClientRect();
+          seek(((event.clientX - box.left) / box.width) * total);
+        });
+      }
+    }
+
+    function drawSpeech() {
+      if (!timeline || total <= 0) return;
+      timeline.querySelectorAll(".speech").forEach((n) => n.remove());
+      for (const it of items) {
+        if (it.start === null || it.end === null) continue;
+        const lane = it.participant_id
+          ? timeline.querySelector('.lane-row[data-participant="' + CSS.escape(it.participant_id) + '"] .lane')
+          : null;
+        if (!lane) continue;
+        const bar = el("span", { class: "speech", title: who(it) + " " + clock(it.start) + " – " + clock(it.end) + ": " + it.text });
+        bar.style.left = Math.max(0, (it.start / total) * 100) + "%";
+        bar.style.width = Math.max(0.3, ((it.end - it.start) / total) * 100) + "%";
+        lane.insertBefore(bar, lane.querySelector(".ph"));
+      }
+    }
+
+    if (media) {
+      media.addEventListener("timeupdate", sync);
+      media.addEventListener("seeked", sync);
+      media.addEventListener("play", () => {
+        if (!frame) frame = requestAnimationFrame(loop);
+      });
+      media.addEventListener("loadedmetadata", () => {
+        if (!total && Number.isFinite(media.duration)) {
+          total = media.duration;
+          drawTimeline();
+          drawSpeech();
+        }
+      });
+    }
+    drawTimeline();
+    if (list) {
+      api("GET", "v1/recordings/" + encodeURIComponent(page.recording_id) + "/transcript?format=json")
+        .then(renderTranscript)
+        .catch((err) => {
+          list.replaceChildren(el("li", { class: "error" }, "Transcript not available: " + err.message));
+        });
+    }
+    window.roomtapeDashboard = { sync, seek, items: () => items, current: () => current };
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setupActions();
+    startPolling();
+    setupRecording();
+  });
+})();
