@@ -10,6 +10,7 @@ meeting's keep-alive has passed (the media plane schedules :func:`end_session_if
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,9 @@ from roomtape.db.models import Meeting, Participant, Session, SessionParticipant
 from roomtape.domain.enums import MeetingStatus, SessionStatus
 from roomtape.errors import Conflict, NotFound
 from roomtape.webhooks.outbox import emit
+
+if TYPE_CHECKING:
+    from roomtape.transcripts.links import TranscriptLinks
 
 
 async def live_session(db: AsyncSession, meeting_id: str) -> Session | None:
@@ -116,8 +120,13 @@ async def participant_left(
     return session, stay
 
 
-async def end_session_if_idle(db: AsyncSession, session_id: str, now: datetime | None = None) -> bool:
-    """End the session if nobody is in it. Returns whether it ended now. The caller commits."""
+async def end_session_if_idle(
+    db: AsyncSession, session_id: str, now: datetime | None = None, *, transcript_links: TranscriptLinks | None = None
+) -> bool:
+    """End the session if nobody is in it. Returns whether it ended now. The caller commits.
+
+    ``transcript_links`` signs the transcript download URL of the ``meeting.transcript`` event, if one is sent.
+    """
     session = await db.get(Session, session_id)
     if session is None or session.status != SessionStatus.LIVE:
         return False
@@ -146,7 +155,7 @@ async def end_session_if_idle(db: AsyncSession, session_id: str, now: datetime |
     # An agent session's transcript is complete now: meeting.transcript (imported here: transcripts uses db).
     from roomtape.transcripts.ingest import on_session_ended
 
-    await on_session_ended(db, session.id)
+    await on_session_ended(db, session.id, links=transcript_links)
     return True
 
 

@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +33,9 @@ from roomtape.db.models import Meeting, Participant
 from roomtape.errors import NotFound
 from roomtape.media.plane import LiveRoom, MediaPlane
 from roomtape.media.room import Room
+
+if TYPE_CHECKING:
+    from roomtape.transcripts.links import TranscriptLinks
 
 __all__ = ["DisconnectReason", "Membership", "Presence"]
 
@@ -84,6 +87,7 @@ class Presence:
         plane: The process's media plane.
         keep_alive_scale: Factor applied to each meeting's ``session_keep_alive_time_in_secs`` (tests use a
             small one).
+        transcript_links: Signs the transcript URL of the ``meeting.transcript`` sent when a session ends.
     """
 
     def __init__(
@@ -92,10 +96,12 @@ class Presence:
         plane: MediaPlane,
         *,
         keep_alive_scale: float = 1.0,
+        transcript_links: TranscriptLinks | None = None,
     ) -> None:
         self._sessions = sessions
         self._plane = plane
         self._scale = keep_alive_scale
+        self._transcript_links = transcript_links
         self._locks: dict[str, asyncio.Lock] = {}
         self._members: dict[str, Membership] = {}
         self._by_participant: dict[tuple[str, str], Membership] = {}
@@ -223,7 +229,7 @@ class Presence:
         if live is not None and live.session_id == session_id and live.room.participants:
             return
         async with self._sessions() as db:
-            ended = await lifecycle.end_session_if_idle(db, session_id)
+            ended = await lifecycle.end_session_if_idle(db, session_id, transcript_links=self._transcript_links)
             await db.commit()
         if ended:
             logger.info("meeting %s: session %s ended", meeting_id, session_id)

@@ -163,6 +163,11 @@ async def test_agent_and_user_hear_each_other_report_transcript_and_record(serve
     [payload] = sent
     assert payload["meeting"]["sessionId"] == ctx.room.session_id and payload["meeting"]["status"] == "ENDED"
     assert payload["itemCount"] == 2 and [i["role"] for i in payload["transcript"]["items"]] == ["assistant", "user"]
+    # The signed download link works without a token and gives the same transcript.
+    assert payload["transcriptDownloadUrl"].startswith(server.base_url)
+    async with httpx.AsyncClient() as http:
+        exported = (await http.get(payload["transcriptDownloadUrl"])).json()
+    assert len(exported["items"]) == 2
 
 
 async def test_seed_000_pattern_records_a_track_from_stream_events(server: Server, api: Api) -> None:

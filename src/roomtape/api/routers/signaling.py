@@ -47,6 +47,7 @@ from roomtape.media.room import (
 from roomtape.transcripts.clock import ClockOffset
 from roomtape.transcripts.events import MAX_EVENTS, ConversationItemAdded, TranscriptEvent
 from roomtape.transcripts.ingest import ingest
+from roomtape.transcripts.links import TranscriptLinks
 
 __all__ = ["CLOSE_CODES", "parse_track_kinds", "participant_json", "router", "start_presence", "track_json"]
 
@@ -102,7 +103,12 @@ def start_presence(app: FastAPI, ctx: ServerContext) -> Presence:
         The presence registry (also at ``app.state.presence``).
     """
     use_host_addresses(parse_addresses(ctx.settings.ice_host_addresses))
-    presence = Presence(ctx.sessions, ctx.media, keep_alive_scale=ctx.settings.session_keep_alive_scale)
+    presence = Presence(
+        ctx.sessions,
+        ctx.media,
+        keep_alive_scale=ctx.settings.session_keep_alive_scale,
+        transcript_links=TranscriptLinks(ctx.secret_key, ctx.settings.resolved_public_url),
+    )
     ctx.kick_hooks.append(presence.kick)
     app.state.presence = presence
     return presence
