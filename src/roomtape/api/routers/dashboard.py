@@ -344,6 +344,44 @@ async def switch_app(request: Request) -> Response:
 # --- lists -------------------------------------------------------------------------------------------------
 
 
+async def _fetch_list(
+    request: Request, path: str, filters: dict[str, str], page: int
+) -> tuple[DashboardUser, ApiAnswer] | Response:
+    """One page of an API list for a list page, or the redirect to sign in."""
+    user = await current_user(request)
+    if user is None:
+        return _sign_in_redirect(request)
+    params = [*_filters(filters), ("page_no", str(page)), ("per_page", str(PER_PAGE))]
+    try:
+        return user, await _api(request, user, "GET", user.kit(path), params)
+    except _SignedOut:
+        return _sign_in_redirect(request)
+
+
+def _list_page(
+    name: str,
+    request: Request,
+    user: DashboardUser,
+    answer: ApiAnswer,
+    rows: list[dict[str, Any]],
+    page: int,
+    filters: dict[str, str],
+    **values: Any,
+) -> Response:
+    """Render a list page: its rows, the API's error if any, the filters and the pager."""
+    return _page(
+        name,
+        request,
+        user,
+        rows=rows,
+        error=answer.error,
+        filters=filters,
+        pages=_pages(answer.body.get("paging") if answer.error is None else None, page, PER_PAGE),
+        query=_query_without_page(request),
+        **values,
+    )
+
+
 async def _participant_names(db: AsyncSession, ids: set[str]) -> dict[str, str]:
     if not ids:
         return {}
@@ -364,15 +402,15 @@ async def recordings_page(
     page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
     """Recordings with status, participants, duration, size and time; filters and pages."""
-    user = await current_user(request)
-    if user is None:
-        return _sign_in_redirect(request)
-    params = _filters({"status": status, "meeting_id": meeting, "search": search, "start_time": start, "end_time": end})
-    params += [("page_no", str(page)), ("per_page", str(PER_PAGE))]
-    try:
-        answer = await _api(request, user, "GET", user.kit("/recordings"), params)
-    except _SignedOut:
-        return _sign_in_redirect(request)
+    fetched = await _fetch_list(
+        request,
+        "/recordings",
+        {"status": status, "meeting_id": meeting, "search": search, "start_time": start, "end_time": end},
+        page,
+    )
+    if isinstance(fetched, Response):
+        return fetched
+    user, answer = fetched
     rows: list[dict[str, Any]] = answer.body.get("data", []) if answer.error is None else []
     ids = [r["id"] for r in rows]
     people: dict[str, list[str]] = {i: [] for i in ids}
@@ -392,17 +430,16 @@ async def recordings_page(
         row["participants"] = sorted(people.get(row["id"], []))
         meeting_of = row.get("meeting") or {}
         row["meeting_title"] = meeting_of.get("title") or meeting_of.get("id") or ""
-    return _page(
+    return _list_page(
         "recordings.html",
         request,
         user,
-        rows=rows,
-        error=answer.error,
-        filters={"status": status, "meeting": meeting, "search": search, "start": start, "end": end},
+        answer,
+        rows,
+        page,
+        {"status": status, "meeting": meeting, "search": search, "start": start, "end": end},
         statuses=STATUSES,
         final=view.FINAL_STATUSES,
-        pages=_pages(answer.body.get("paging") if answer.error is None else None, page, PER_PAGE),
-        query=_query_without_page(request),
     )
 
 
@@ -416,15 +453,12 @@ async def meetings_page(
     page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
     """Meetings with status, participants, live session, recordings and their size; filters and pages."""
-    user = await current_user(request)
-    if user is None:
-        return _sign_in_redirect(request)
-    params = _filters({"status": status, "search": search, "start_time": start, "end_time": end})
-    params += [("page_no", str(page)), ("per_page", str(PER_PAGE))]
-    try:
-        answer = await _api(request, user, "GET", user.kit("/meetings"), params)
-    except _SignedOut:
-        return _sign_in_redirect(request)
+    fetched = await _fetch_list(
+        request, "/meetings", {"status": status, "search": search, "start_time": start, "end_time": end}, page
+    )
+    if isinstance(fetched, Response):
+        return fetched
+    user, answer = fetched
     rows: list[dict[str, Any]] = answer.body.get("data", []) if answer.error is None else []
     ids = [r["id"] for r in rows]
     async with get_context(request).sessions() as db:
@@ -476,15 +510,14 @@ async def meetings_page(
         row["duration"] = met.get(row["id"])
         row["recordings"], row["size"] = recs.get(row["id"], (0, None))
         row["active_recording"] = active.get(row["id"])
-    return _page(
+    return _list_page(
         "meetings.html",
         request,
         user,
-        rows=rows,
-        error=answer.error,
-        filters={"status": status, "search": search, "start": start, "end": end},
-        pages=_pages(answer.body.get("paging") if answer.error is None else None, page, PER_PAGE),
-        query=_query_without_page(request),
+        answer,
+        rows,
+        page,
+        {"status": status, "search": search, "start": start, "end": end},
     )
 
 
@@ -499,17 +532,15 @@ async def sessions_page(
     page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
     """Sessions with status, participants, duration, recordings and time; filters and pages."""
-    user = await current_user(request)
-    if user is None:
-        return _sign_in_redirect(request)
-    params = _filters(
-        {"status": status, "associated_id": meeting, "search": search, "start_time": start, "end_time": end}
+    fetched = await _fetch_list(
+        request,
+        "/sessions",
+        {"status": status, "associated_id": meeting, "search": search, "start_time": start, "end_time": end},
+        page,
     )
-    params += [("page_no", str(page)), ("per_page", str(PER_PAGE))]
-    try:
-        answer = await _api(request, user, "GET", user.kit("/sessions"), params)
-    except _SignedOut:
-        return _sign_in_redirect(request)
+    if isinstance(fetched, Response):
+        return fetched
+    user, answer = fetched
     rows: list[dict[str, Any]] = (answer.body.get("data") or {}).get("sessions", []) if answer.error is None else []
     ids = [r["id"] for r in rows]
     async with get_context(request).sessions() as db:
@@ -529,15 +560,14 @@ async def sessions_page(
         ended = datetime.fromisoformat(row["ended_at"].replace("Z", "+00:00")) if row.get("ended_at") else now
         row["duration"] = (ended - started).total_seconds()
         row["recordings"], row["size"] = recs.get(row["id"], (0, None))
-    return _page(
+    return _list_page(
         "sessions.html",
         request,
         user,
-        rows=rows,
-        error=answer.error,
-        filters={"status": status, "meeting": meeting, "search": search, "start": start, "end": end},
-        pages=_pages(answer.body.get("paging") if answer.error is None else None, page, PER_PAGE),
-        query=_query_without_page(request),
+        answer,
+        rows,
+        page,
+        {"status": status, "meeting": meeting, "search": search, "start": start, "end": end},
     )
 
 
