@@ -1,0 +1,90 @@
+"""The README's first command, as a newcomer runs it: ``make run`` into a venv without the test extra.
+
+CI installs the test extra, so a runtime dependency that only the test extra brings in (wave 1: numpy) kept CI
+green while ``make run`` died at import. This test builds a runtime-only venv from this checkout with the
+Makefile's own ``run`` target, lets it serve on a free port, and then uses it the way the README says: the
+printed demo credentials against the API, the front page in a browser's terms, every module of the package
+and the example voice agent — all from that venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import free_port
+from tests.e2e.make_run import INSTALL_TIMEOUT_S, MadeRun, make_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def made_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MadeRun]:
+    tmp = tmp_path_factory.mktemp("make-run")
+    with make_run(ROOT, tmp / "venv", tmp / "data", free_port()) as run:
+        yield run
+
+
+@pytest.mark.timeout(INSTALL_TIMEOUT_S + 120)
+def test_make_run_serves_and_the_demo_credentials_work(made_run: MadeRun) -> None:
+    creds = made_run.credentials
+    assert set(creds) >= {"account_id", "app_id", "api_token"}
+    api = f"{made_run.base_url}/accounts/{creds['account_id']}/realtime/kit/{creds['app_id']}"
+    auth = {"Authorization": f"Bearer {creds['api_token']}"}
+    r = httpx.post(f"{api}/meetings", json={"title": "First meeting"}, headers=auth, timeout=10)
+    assert r.status_code == 201, r.text
+    meeting_id = r.json()["data"]["id"]
+    r = httpx.get(f"{api}/meetings", headers=auth, timeout=10)
+    assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == [meeting_id]
+    assert httpx.get(f"{api}/meetings", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
+
+
+@pytest.mark.timeout(300)
+def test_the_runtime_venv_has_no_test_extra_and_imports_every_module(made_run: MadeRun) -> None:
+    python = made_run.venv / "bin" / "python"
+    probe = subprocess.run([python, "-c", "import pytest"], capture_output=True, text=True)
+    assert probe.returncode != 0, "the runtime venv has pytest: it is not the newcomer's install"
+    modules = sorted(m.name for m in pkgutil.walk_packages([str(ROOT / "src" / "roomtape")], "roomtape."))
+    assert len(modules) > 50
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    imported = subprocess.run([python, "-c", script, *modules], capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    roomtape = made_run.venv / "bin" / "roomtape"
+    for command in (["worker", "--help"], ["compose", "--help"], ["repair", str(made_run.data_dir)]):
+        done = subprocess.run([roomtape, *command], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"roomtape {' '.join(command)}: {done.stderr[-2000:]}"
+
+
+@pytest.mark.timeout(300)
+def test_the_example_voice_agent_runs_from_the_runtime_venv(made_run: MadeRun) -> None:
+    """The agent SDK and the example agent, against ``make run``'s server: it joins, records, hangs up."""
+    done = subprocess.run(
+        [
+            made_run.venv / "bin" / "python",
+            ROOT / "examples" / "voice_agent.py",
+            "--url",
+            made_run.base_url,
+            "--credentials",
+            made_run.data_dir / "demo-credentials.json",
+            "--ice-host",
+            "127.0.0.1",
+            "--max-seconds",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ROOMTAPE_")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events[0]["event"] == "join_url"
+    final = events[-1]
+    assert final["event"] == "done" and final["session_id"], events
+    assert final["composite_recording_id"] and final["track_recordings"], final
