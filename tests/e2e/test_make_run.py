@@ -45,6 +45,15 @@ def test_make_run_serves_and_the_demo_credentials_work(made_run: MadeRun) -> Non
     assert httpx.get(f"{api}/meetings", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
 
 
+@pytest.mark.timeout(120)
+def test_the_front_page_loads_in_a_browser(made_run: MadeRun) -> None:
+    r = httpx.get(f"{made_run.base_url}/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["content-type"].startswith("text/html")
+    assert "roomtape" in r.text and 'href="/docs"' in r.text and 'href="/dashboard' in r.text
+    assert httpx.get(f"{made_run.base_url}/static/dashboard.css").status_code == 200
+
+
 @pytest.mark.timeout(300)
 def test_the_runtime_venv_has_no_test_extra_and_imports_every_module(made_run: MadeRun) -> None:
     python = made_run.venv / "bin" / "python"
