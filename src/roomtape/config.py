@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -129,6 +129,29 @@ class Settings(BaseSettings):
     outbound_allow_cidrs: str = ""
     """Comma-separated networks (e.g. ``10.1.2.0/24,127.0.0.1/32``) that webhook URLs and storage hosts may
     resolve to even though they are not public."""
+
+    stt_url: str = ""
+    """Speech-to-text: base URL of an OpenAI-compatible ``/v1/audio/transcriptions`` server (whisper.cpp,
+    faster-whisper-server, OpenAI, Groq...). Empty: the embedded offline PocketSphinx backend."""
+
+    stt_model: str = "whisper-1"
+    """Model name sent to ``stt_url``."""
+
+    stt_api_key: SecretStr = SecretStr("")
+    """Bearer token for ``stt_url`` (write-only: never logged, printed or returned)."""
+
+    stt_timeout_secs: float = Field(default=120.0, gt=0)
+    """Time-out of one request to ``stt_url``."""
+
+    stt_max_attempts: int = Field(default=6, ge=1)
+    """Attempts per audio segment before its transcription is marked failed (a backend that is down or
+    answers garbage is retried with backoff)."""
+
+    stt_backoff_base_secs: float = Field(default=2.0, gt=0)
+    """First retry delay of a failed transcription; each next one doubles (2, 4, 8, 16, 32 s by default)."""
+
+    transcribe_all_meetings: bool = False
+    """Transcribe the recorded audio of every meeting, as if each had ``transcribe_on_end`` set."""
 
     @field_validator("data_dir")
     @classmethod
