@@ -1,7 +1,7 @@
 """A newcomer's first recording, timed: clone → ``make run`` serving → first composite playable.
 
-For each pip-cache state (``warm``: this user's pip cache as it is; ``cold``: an empty ``PIP_CACHE_DIR``, so
-every wheel is fetched again) it:
+For each cache state (``warm``: this user's pip and uv caches as they are; ``cold``: an empty ``PIP_CACHE_DIR``
+and ``UV_CACHE_DIR``, so every wheel is downloaded again) it:
 
 1. ``git clone``\\ s this checkout's HEAD into a temporary directory;
 2. runs ``make run`` there exactly as the README says (a fresh ``.venv``, runtime dependencies only) on a free
@@ -12,8 +12,9 @@ every wheel is fetched again) it:
 4. downloads the composite and decodes it with PyAV (video frames and audio samples present).
 
 It prints and writes (``--out``) the time of each phase and the total. The goal in issue 12: under 5 minutes
-from an empty cache on the 2-core machine, under 60 s warm. ``cold`` still has the machine's local wheel
-mirrors that pip is configured with (``pip config list``), as a new machine of this kind would.
+from an empty cache on the 2-core machine, under 60 s warm. ``make run`` bootstraps uv with pip and installs
+with uv; in ``cold`` pip may still take uv's wheel from the machine's local mirrors it is configured with
+(``pip config list``), as on a new machine of this kind, while uv downloads everything from PyPI.
 
     .venv/bin/python bench/newcomer.py                     # warm then cold
     .venv/bin/python bench/newcomer.py --modes warm
@@ -65,7 +66,8 @@ def first_recording(mode: str, record_seconds: float) -> dict[str, Any]:
         clone = tmp / "roomtape"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
         phases["clone"] = time.monotonic() - t0
-        extra = {"PIP_CACHE_DIR": str(tmp / "pip-cache")} if mode == "cold" else {}
+        cache = tmp / "cache"
+        extra = {"PIP_CACHE_DIR": str(cache / "pip"), "UV_CACHE_DIR": str(cache / "uv")} if mode == "cold" else {}
         with make_run(clone, clone / ".venv", clone / "data", free_port(), extra) as run:
             phases["make_run_serving"] = time.monotonic() - t0
             creds = run.credentials
@@ -127,7 +129,7 @@ def first_recording(mode: str, record_seconds: float) -> dict[str, Any]:
             "total_seconds": round(phases["composite_playable"], 2),
             "record_seconds": record_seconds,
             "composite": {"video_frames": video_frames, "audio_samples": audio_samples, "bytes": path.stat().st_size},
-            "pip_cache_mb_after": _du_mb(tmp / "pip-cache") if mode == "cold" else None,
+            "cache_mb_after": _du_mb(cache) if mode == "cold" else None,
             "venv_mb": _du_mb(clone / ".venv"),
             "load_average_start": load_start,
             "load_average_end": _load(),
