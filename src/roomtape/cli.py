@@ -1,4 +1,4 @@
-"""The ``roomtape`` command: ``serve``, ``migrate``, ``apps create|list``."""
+"""The ``roomtape`` command: ``serve``, ``signin-link``, ``migrate``, ``apps create|list``, jobs and repairs."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, database_ur
     from roomtape.api.app import create_app
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
-    creds = asyncio.run(_prepare(settings, demo))
+    creds, link = asyncio.run(_prepare(settings, demo))
     if creds is not None:
         click.echo(
             "roomtape: created a demo app (its credentials are also kept, readable only by you, in "
@@ -57,6 +57,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, database_ur
         click.echo(json.dumps(creds, indent=2))
     elif demo and (settings.data_dir / DEMO_CREDENTIALS_FILE).is_file():
         click.echo(f"roomtape: demo app credentials are in {settings.data_dir / DEMO_CREDENTIALS_FILE}")
+    if link is not None:
+        terms = _link_terms(settings.signin_link_ttl_secs)
+        click.echo(f"roomtape: open the dashboard with this sign-in link ({terms}):")
+        click.echo(f"  {link}")
     click.echo(f"roomtape: serving on {settings.resolved_public_url} (database: {_safe_url(settings)})")
     sys.stdout.flush()
     uvicorn.run(
@@ -75,8 +79,17 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-async def _prepare(settings: Settings, demo: bool) -> dict[str, str] | None:
-    """Migrate; on an empty database create the demo app and keep its credentials in the data dir."""
+def _link_terms(ttl_secs: int) -> str:
+    """How long and how often a sign-in link works, for people."""
+    span = f"{ttl_secs // 60} minutes" if ttl_secs % 60 == 0 else f"{ttl_secs} seconds"
+    return f"works once, for {span}; `roomtape signin-link` makes another"
+
+
+async def _prepare(settings: Settings, demo: bool) -> tuple[dict[str, str] | None, str | None]:
+    """Migrate; on an empty database create the demo app and keep its credentials in the data dir.
+
+    Returns the new demo credentials (first start only) and, with the demo on, a one-time sign-in link.
+    """
     from roomtape.db.accounts import count_apps, create_app_with_account
     from roomtape.db.engine import create_engine, session_factory
     from roomtape.db.migrate import upgrade
@@ -84,23 +97,46 @@ async def _prepare(settings: Settings, demo: bool) -> dict[str, str] | None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.resolved_secret_key()
     engine = create_engine(settings.resolved_database_url)
+    out: dict[str, str] | None = None
     try:
         await upgrade(engine)
         if not demo:
-            return None
+            return None, None
         async with session_factory(engine)() as db:
-            if await count_apps(db):
-                return None
-            creds = await create_app_with_account(db, "demo")
-            await db.commit()
+            if not await count_apps(db):
+                creds = await create_app_with_account(db, "demo")
+                await db.commit()
+                out = {"account_id": creds.account_id, "app_id": creds.app_id, "api_token": creds.api_token}
+                path = settings.data_dir / DEMO_CREDENTIALS_FILE
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(out, f, indent=2)
+        link = await _demo_signin_link(settings, engine, settings.signin_link_ttl_secs)
     finally:
         await engine.dispose()
-    out = {"account_id": creds.account_id, "app_id": creds.app_id, "api_token": creds.api_token}
+    return out, link
+
+
+async def _demo_signin_link(settings: Settings, engine: Any, ttl_secs: int) -> str | None:
+    """A new one-time sign-in link for the demo app, or None when there is no demo app (credentials file)."""
+    from roomtape.db.engine import session_factory
+    from roomtape.db.models import App
+    from roomtape.db.signin_links import create_signin_link, signin_url
+    from roomtape.domain.secretbox import SecretBox
+
     path = settings.data_dir / DEMO_CREDENTIALS_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(out, f, indent=2)
-    return out
+    try:
+        creds = json.loads(path.read_text())
+        app_id, api_token = str(creds["app_id"]), str(creds["api_token"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    async with session_factory(engine)() as db:
+        if await db.get(App, app_id) is None:  # a credentials file left from another database
+            return None
+        box = SecretBox(settings.resolved_secret_key())
+        secret = await create_signin_link(db, box, app_id=app_id, api_token=api_token, ttl_secs=ttl_secs)
+        await db.commit()
+    return signin_url(settings.resolved_public_url, secret)
 
 
 def _safe_url(settings: Settings) -> str:
@@ -108,6 +144,42 @@ def _safe_url(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@main.command("signin-link")
+@click.option(
+    "--ttl",
+    type=click.IntRange(1, 24 * 3600),
+    default=None,
+    help="Seconds the link works. Env: ROOMTAPE_SIGNIN_LINK_TTL_SECS. [default: 900]",
+)
+@_data_dir
+@_database_url
+def signin_link(ttl: int | None, data_dir: Path | None, database_url: str | None) -> None:
+    """Print a new one-time sign-in link to the dashboard for the demo app.
+
+    The link works once, for a short time; its secret is in the URL fragment, so it never reaches an
+    access log. The URL's base is ROOMTAPE_PUBLIC_URL (or http://ROOMTAPE_HOST:ROOMTAPE_PORT).
+    """
+    from roomtape.db.engine import create_engine
+    from roomtape.db.migrate import upgrade
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url, signin_link_ttl_secs=ttl)
+
+    async def run() -> str | None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await upgrade(engine)
+            return await _demo_signin_link(settings, engine, settings.signin_link_ttl_secs)
+        finally:
+            await engine.dispose()
+
+    link = asyncio.run(run())
+    if link is None:
+        raise click.ClickException(
+            f"no demo app here (no {settings.data_dir / DEMO_CREDENTIALS_FILE}): sign in with an API token instead"
+        )
+    click.echo(link)
 
 
 @main.command()

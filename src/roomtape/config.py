@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     participant_token_ttl_secs: int = Field(default=24 * 3600, ge=60)
     """Lifetime of a participant join token."""
 
+    signin_link_ttl_secs: int = Field(default=15 * 60, ge=1, le=24 * 3600)
+    """Lifetime of the one-time dashboard sign-in link ``roomtape serve`` prints for the demo app."""
+
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest JSON request body the API accepts; larger bodies get 413."""
 

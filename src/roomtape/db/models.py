@@ -103,6 +103,24 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SigninLink(Base):
+    """A one-time dashboard sign-in link (``roomtape serve`` prints one for the demo app).
+
+    Only the SHA-256 of the link's secret is kept; the API token the link signs in with is sealed
+    (``domain.secretbox``), because the dashboard session needs it in clear and tokens are stored hashed.
+    """
+
+    __tablename__ = "signin_links"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    api_token_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """Set by the one redemption the link allows."""
+
+
 class Meeting(Base):
     """A meeting room; its sessions are the live occurrences."""
 

@@ -26,7 +26,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["serve"], ["migrate"], ["apps"], ["apps", "create"], ["apps", "list"]],
+    [[], ["serve"], ["signin-link"], ["migrate"], ["apps"], ["apps", "create"], ["apps", "list"]],
     ids=lambda a: " ".join(a) or "roomtape",
 )
 def test_help_everywhere(args: list[str], env: dict[str, str]) -> None:
@@ -123,13 +123,49 @@ def test_serve_first_start_creates_demo_app_and_prints_credentials(env: dict[str
         url = f"http://127.0.0.1:{port}/accounts/{creds['account_id']}/realtime/kit/apps"
         r = httpx.get(url, headers={"Authorization": f"Bearer {creds['api_token']}"})
         assert r.status_code == 200 and r.json()["data"][0]["id"] == creds["app_id"]
+        first_link = signin_link(printed, port)
     finally:
         stop(proc)
-    # Second start: no new app, and it says where the first one's credentials are.
+    # Second start: no new app, and it says where the first one's credentials are; a new sign-in link.
     proc, port, printed = start_serve(env, tmp_path / "srv")
     try:
         assert "demo-credentials.json" in printed and '"api_token"' not in printed
         saved = json.loads((tmp_path / "srv" / "demo-credentials.json").read_text())
         assert saved == creds
+        assert signin_link(printed, port) != first_link
     finally:
         stop(proc)
+
+
+def signin_link(printed: str, port: int) -> str:
+    """The one sign-in link ``serve`` printed, checked to go to this server's sign-in page with a secret."""
+    links = [line.strip() for line in printed.splitlines() if "/dashboard/signin/link#" in line]
+    assert len(links) == 1, printed
+    assert links[0].startswith(f"http://127.0.0.1:{port}/dashboard/signin/link#") and len(links[0].split("#")[1]) >= 40
+    return links[0]
+
+
+def test_signin_link_needs_the_demo_app_and_no_demo_prints_none(env: dict[str, str], tmp_path: Path) -> None:
+    # No demo app in this data dir: the command says so, and how to sign in instead.
+    assert run("apps", "create", "--name", "mine", env=env).returncode == 0
+    out = run("signin-link", env=env)
+    assert out.returncode != 0 and "no demo app" in out.stderr and out.stdout == ""
+    proc = subprocess.Popen(
+        [str(BIN / "roomtape"), "serve", "--no-demo", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = ""
+        while "serving on" not in printed:
+            line = proc.stdout.readline()
+            assert line, printed
+            printed += line
+        assert "/dashboard/signin/link" not in printed
+    finally:
+        stop(proc)
+    bad = run("signin-link", "--ttl", "0", env=env)
+    assert bad.returncode == 2 and "--ttl" in bad.stderr

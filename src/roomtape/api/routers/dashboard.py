@@ -1,6 +1,7 @@
 """The dashboard at ``/dashboard``: browse meetings, sessions and recordings; play recordings back.
 
-Sign-in takes an app's API token (posted in a form body, never in a URL). The server keeps it in an
+Sign-in takes an app's API token (posted in a form body, never in a URL), or a one-time sign-in link
+(``roomtape.db.signin_links``; ``roomtape serve`` prints one for the demo app). The server keeps the token in an
 encrypted, ``HttpOnly``, ``SameSite=Strict`` cookie scoped to ``/dashboard`` (Fernet with a key derived
 from the server's secret, expiring after :data:`SESSION_TTL_SECS`); a signed-out visitor is sent to the
 sign-in page.
@@ -49,6 +50,7 @@ from roomtape.db.models import (
     Session,
     TrackFile,
 )
+from roomtape.db.signin_links import SIGNIN_LINK_PATH, SigninLinkRefused, redeem_signin_link
 from roomtape.domain.tokens import derive_key, hash_api_token, looks_like_jwt
 from roomtape.errors import RoomtapeError
 from roomtape.jobs.upload import choice_for, local_dir
@@ -313,6 +315,38 @@ async def signin(request: Request) -> Response:
         message = "That API token (or app id) is not valid here."
         return _page("signin.html", request, None, status_code=401, next=_safe_next(next_path), error=message)
     response = RedirectResponse(_safe_next(next_path), status_code=303)
+    _set_cookie(response, request, _seal(ctx, user.token, user.app_id))
+    return response
+
+
+@router.get(SIGNIN_LINK_PATH.removeprefix("/dashboard"))
+async def signin_link_page(request: Request) -> Response:
+    """Where a one-time sign-in link lands: the page's script posts the secret from the URL fragment.
+
+    The secret travels in the fragment, which browsers never send, so no access log, proxy or ``Referer``
+    sees it; the post that redeems it carries it in the body.
+    """
+    return _page("signin_link.html", request, None)
+
+
+@router.post(SIGNIN_LINK_PATH.removeprefix("/dashboard"))
+async def signin_by_link(request: Request) -> Response:
+    """Redeem a sign-in link: a session for its app, or a page saying why the link does not work (4xx)."""
+    if not _same_origin(request):
+        return error_response(403, "cross-site sign-in refused")
+    secret = (await _form(request)).get("secret", "").strip()
+    ctx = get_context(request)
+    try:
+        async with ctx.sessions() as db:
+            api_token, app_id = await redeem_signin_link(db, ctx.box, secret)
+            user = await _resolve(db, api_token, app_id)
+    except SigninLinkRefused as exc:
+        status = 400 if exc.reason == "unknown" else 410
+        return _page("signin_link_refused.html", request, None, status_code=status, message=exc.message)
+    if user is None:  # the demo app's token was revoked (or the app deleted) after the link was made
+        message = "The app this sign-in link was made for no longer accepts its token."
+        return _page("signin_link_refused.html", request, None, status_code=410, message=message)
+    response = RedirectResponse("/dashboard/meetings", status_code=303)
     _set_cookie(response, request, _seal(ctx, user.token, user.app_id))
     return response
 

@@ -368,7 +368,33 @@
     window.roomtapeDashboard = { sync, seek, items: () => items, current: () => current };
   }
 
+  // --- one-time sign-in link ------------------------------------------------------------------------------
+  // The link's secret is in the URL fragment, which the browser never sends: post it, and take it out of the
+  // address bar (and so the history) first.
+  function setupSigninLink() {
+    const form = document.getElementById("signin-link-form");
+    if (!form) return;
+    const show = (id, visible) => {
+      const node = document.getElementById(id);
+      if (node) node.hidden = !visible;
+    };
+    const submit = () => {
+      const secret = decodeURIComponent(location.hash.replace(/^#/, "")).trim();
+      history.replaceState(null, "", location.pathname);
+      show("link-status", Boolean(secret));
+      show("link-missing", !secret);
+      if (!secret) return;
+      document.getElementById("link-secret").value = secret;
+      form.submit();
+    };
+    // A new link pasted over this page (or over the page saying a link was refused, at the same address)
+    // differs only in its fragment: the browser does not load the page again.
+    window.addEventListener("hashchange", submit);
+    if ("onLoad" in form.dataset) submit();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    setupSigninLink();
     setupActions();
     startPolling();
     setupRecording();
