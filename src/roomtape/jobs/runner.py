@@ -1,6 +1,7 @@
 """The in-process job runner (embedded default): recording jobs and webhook delivery as tasks of the server.
 
-A recording's job (:func:`recording_job`) renders its composite if that is still missing, then uploads.
+A recording's job (:func:`recording_job`) renders its composite if that is still missing, transcribes it, then
+uploads.
 Every job is re-derived from the database at start-up: recordings in ``UPLOADING`` are run again
 (idempotent), and the outbox's undelivered events are simply what the deliverer reads.
 """
@@ -17,6 +18,7 @@ from roomtape.db.models import Recording
 from roomtape.errors import RoomtapeError
 from roomtape.jobs.compose import render_pending
 from roomtape.jobs.deps import JobDeps
+from roomtape.jobs.transcribe import transcribe_pending
 from roomtape.jobs.upload import upload_recording
 from roomtape.webhooks.delivery import Deliverer
 
@@ -73,8 +75,13 @@ async def upload_until_done(deps: JobDeps, recording_id: str) -> None:
 
 
 async def recording_job(deps: JobDeps, recording_id: str) -> None:
-    """The whole job of a stopped recording: render its composite if needed, then upload until done."""
+    """The whole job of a stopped recording: render, transcribe, upload.
+
+    Renders its composite if needed, transcribes its audio if its meeting asks for it
+    (:mod:`roomtape.jobs.transcribe`, never failing the job), then uploads until done.
+    """
     if await render_pending(deps, recording_id):
+        await transcribe_pending(deps, recording_id)
         await upload_until_done(deps, recording_id)
 
 

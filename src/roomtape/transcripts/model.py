@@ -19,8 +19,9 @@ ROLES: tuple[Role, ...] = ("user", "assistant", "system", "developer")
 Channel = Literal["left", "right", "mono"]
 """Where the speaker is heard in the composite: agent sessions put the user left and the agent right."""
 
-Source = Literal["agent", "livekit", "api"]
-"""How the item reached roomtape: the agent SDK's signaling channel, a LiveKit Agents upload, or REST."""
+Source = Literal["agent", "livekit", "api", "stt"]
+"""How the item reached roomtape: the agent SDK's signaling channel, a LiveKit Agents upload, REST, or
+roomtape's own speech-to-text of a recorded audio track."""
 
 ItemKind = Literal["conversation_item_added", "user_input_transcribed"]
 """The event an item was made from."""

@@ -60,7 +60,7 @@ def to_item(row: Row) -> TranscriptItem:
     role: Role = row.role if row.role in ROLES else "user"
     channel: Channel | None = row.channel if row.channel in ("left", "right", "mono") else None  # type: ignore[assignment]
     kind: ItemKind = "user_input_transcribed" if row.kind == "user_input_transcribed" else "conversation_item_added"
-    source: Source = row.source if row.source in ("agent", "livekit", "api") else "api"  # type: ignore[assignment]
+    source: Source = row.source if row.source in ("agent", "livekit", "api", "stt") else "api"  # type: ignore[assignment]
     return TranscriptItem(
         id=row.item_id,
         session_id=row.session_id,

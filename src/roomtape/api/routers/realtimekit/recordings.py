@@ -76,6 +76,31 @@ class TrackFileOut(BaseModel):
     status: str
 
 
+class TranscriptionOut(BaseModel):
+    """roomtape extension: speech-to-text of the recording's audio (when its meeting asks for it)."""
+
+    status: Literal["running", "done", "failed"]
+    backend: str | None = None
+    """Which backend and model, e.g. ``pocketsphinx/en-us``."""
+    segments: int = 0
+    """Audio segments to transcribe."""
+    segments_done: int = 0
+    segments_failed: int = 0
+    items: int = 0
+    """Transcript items made."""
+    error: str | None = None
+    """Why the transcription failed (the backend's error)."""
+    note: str | None = None
+
+
+def transcription_out(config: dict[str, Any]) -> TranscriptionOut | None:
+    """The recording's transcription progress, if it has any."""
+    raw = config.get("transcription") if isinstance(config, dict) else None
+    if not isinstance(raw, dict) or raw.get("status") not in ("running", "done", "failed"):
+        return None
+    return TranscriptionOut.model_validate({k: v for k, v in raw.items() if k in TranscriptionOut.model_fields})
+
+
 class RecordingOut(BaseModel):
     """A recording, as RealtimeKit returns it."""
 
@@ -99,6 +124,8 @@ class RecordingOut(BaseModel):
     """roomtape extension: one composite file, or files per participant track."""
     files: list[TrackFileOut] | None = None
     """roomtape extension: the segment files of a track recording."""
+    transcription: TranscriptionOut | None = None
+    """roomtape extension: progress of the speech-to-text of the recording's audio."""
 
 
 class RecordingListResponse(BaseModel):
@@ -174,6 +201,7 @@ def recording_out(
         storage_config=s.StorageConfigOut.model_validate(redact(storage)) if storage else None,
         meeting=meeting_out(meeting) if meeting is not None else None,
         kind="track" if recording.kind == "track" else "composite",
+        transcription=transcription_out(recording.config),
         files=(
             [
                 TrackFileOut(
