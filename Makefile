@@ -9,8 +9,16 @@ BIN := $(VENV)/bin
 .PHONY: run test install install-test system-deps lint typecheck pytest bench clean
 
 # uv installs the ~390 MB of wheels in seconds where pip takes over a minute even with a warm cache
-# (bench/newcomer.py measures both); pip only bootstraps it inside the venv, so nothing outside .venv changes.
-UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
+# (bench/newcomer.py measures both: `make run INSTALLER=pip` is its baseline); pip only bootstraps uv inside the
+# venv, so nothing outside .venv changes.
+INSTALLER ?= uv
+ifeq ($(INSTALLER),pip)
+INSTALL_TOOL := $(BIN)/python
+INSTALL := $(BIN)/pip install --quiet
+else
+INSTALL_TOOL := $(BIN)/uv
+INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python
+endif
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +26,12 @@ $(BIN)/python:
 $(BIN)/uv: | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/uv
-	$(UV) -e .
+$(VENV)/.installed: pyproject.toml | $(INSTALL_TOOL)
+	$(INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/uv
-	$(UV) -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml | $(INSTALL_TOOL)
+	$(INSTALL) -e '.[test]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

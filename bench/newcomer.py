@@ -11,12 +11,13 @@ and ``UV_CACHE_DIR``, so every wheel is downloaded again) it:
    meeting recording, records ``--record-seconds``, stops it and waits for ``UPLOADED``;
 4. downloads the composite and decodes it with PyAV (video frames and audio samples present).
 
-It prints and writes (``--out``) the time of each phase and the total. The goal in issue 12: under 5 minutes
+It prints and writes (``--out``) the time of each phase and the total, and the warm run's ratio against a baseline
+run in the same process tree: ``warm-pip``, the same path with ``make run INSTALLER=pip`` (pip instead of uv). The goal in issue 12: under 5 minutes
 from an empty cache on the 2-core machine, under 60 s warm. ``make run`` bootstraps uv with pip and installs
 with uv; in ``cold`` pip may still take uv's wheel from the machine's local mirrors it is configured with
 (``pip config list``), as on a new machine of this kind, while uv downloads everything from PyPI.
 
-    .venv/bin/python bench/newcomer.py                     # warm then cold
+    .venv/bin/python bench/newcomer.py                     # warm-pip (baseline), warm, cold
     .venv/bin/python bench/newcomer.py --modes warm
 """
 
@@ -57,7 +58,8 @@ def _du_mb(path: Path) -> float:
 
 
 def first_recording(mode: str, record_seconds: float) -> dict[str, Any]:
-    """One clone → serving → composite-playable run; ``mode`` is ``warm`` or ``cold`` (empty pip cache)."""
+    """One clone → serving → composite-playable run; ``mode`` is ``warm``, ``cold`` (empty pip and uv caches)
+    or ``warm-pip`` (the baseline: ``make run INSTALLER=pip``, warm cache)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"newcomer-{mode}-"))
     phases: dict[str, float] = {}
     load_start = _load()
@@ -68,7 +70,8 @@ def first_recording(mode: str, record_seconds: float) -> dict[str, Any]:
         phases["clone"] = time.monotonic() - t0
         cache = tmp / "cache"
         extra = {"PIP_CACHE_DIR": str(cache / "pip"), "UV_CACHE_DIR": str(cache / "uv")} if mode == "cold" else {}
-        with make_run(clone, clone / ".venv", clone / "data", free_port(), extra) as run:
+        make_args = ("INSTALLER=pip",) if mode == "warm-pip" else ()
+        with make_run(clone, clone / ".venv", clone / "data", free_port(), extra, make_args) as run:
             phases["make_run_serving"] = time.monotonic() - t0
             creds = run.credentials
             ids = {"account_id": creds["account_id"], "app_id": creds["app_id"]}
@@ -140,11 +143,11 @@ def first_recording(mode: str, record_seconds: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--modes", default="warm,cold", help="comma-separated: warm, cold")
+    parser.add_argument("--modes", default="warm-pip,warm,cold", help="comma-separated: warm-pip, warm, cold")
     parser.add_argument("--record-seconds", type=float, default=5.0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "newcomer.json"))
     args = parser.parse_args()
-    goals = {"cold": 300.0, "warm": 60.0}
+    goals = {"cold": 300.0, "warm": 60.0, "warm-pip": 60.0}
     runs = []
     for mode in args.modes.split(","):
         result = first_recording(mode, args.record_seconds)
@@ -161,6 +164,12 @@ def main() -> None:
         ).stdout.strip(),
         "runs": runs,
     }
+    by_mode = {r["mode"]: r for r in runs}
+    if "warm" in by_mode and "warm-pip" in by_mode:
+        out["warm_vs_pip_baseline"] = {
+            phase: round(by_mode["warm"]["seconds"][phase] / by_mode["warm-pip"]["seconds"][phase], 3)
+            for phase in ("make_run_serving", "composite_playable")
+        }
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
 

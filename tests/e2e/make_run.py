@@ -74,12 +74,18 @@ def demo_credentials(output: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def make_run(
-    checkout: Path, venv: Path, data_dir: Path, port: int, extra_env: dict[str, str] | None = None
+    checkout: Path,
+    venv: Path,
+    data_dir: Path,
+    port: int,
+    extra_env: dict[str, str] | None = None,
+    make_args: tuple[str, ...] = (),
 ) -> Iterator[MadeRun]:
-    """Run ``make -C checkout run VENV=venv`` until it serves and answers; stop it (and make) on exit."""
+    """Run ``make -C checkout run VENV=venv [make_args]`` until it serves and answers; stop it (and make) on
+    exit."""
     env = runtime_env(data_dir, port) | (extra_env or {})
     proc = subprocess.Popen(
-        ["make", "--no-print-directory", "-C", str(checkout), "run", f"VENV={venv}"],
+        ["make", "--no-print-directory", "-C", str(checkout), "run", f"VENV={venv}", *make_args],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
