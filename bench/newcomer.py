@@ -11,11 +11,12 @@ and ``UV_CACHE_DIR``, so every wheel is downloaded again) it:
    meeting recording, records ``--record-seconds``, stops it and waits for ``UPLOADED``;
 4. downloads the composite and decodes it with PyAV (video frames and audio samples present).
 
-It prints and writes (``--out``) the time of each phase and the total, and the warm run's ratio against a baseline
-run in the same process tree: ``warm-pip``, the same path with ``make run INSTALLER=pip`` (pip instead of uv). The goal in issue 12: under 5 minutes
-from an empty cache on the 2-core machine, under 60 s warm. ``make run`` bootstraps uv with pip and installs
-with uv; in ``cold`` pip may still take uv's wheel from the machine's local mirrors it is configured with
-(``pip config list``), as on a new machine of this kind, while uv downloads everything from PyPI.
+It prints and writes (``--out``) the time of each phase and the total, and the warm run's ratio against a
+baseline run in the same process tree: ``warm-pip``, the same path with ``make run INSTALLER=pip`` (pip instead
+of uv). The goal in issue 12: under 5 minutes from an empty cache on the 2-core machine, under 60 s warm. ``make
+run`` bootstraps uv with pip and installs with uv; in ``cold`` pip may still take uv's wheel from the machine's
+local mirrors it is configured with (``pip config list``), as on a new machine of this kind, while uv downloads
+everything from PyPI.
 
     .venv/bin/python bench/newcomer.py                     # warm-pip (baseline), warm, cold
     .venv/bin/python bench/newcomer.py --modes warm
