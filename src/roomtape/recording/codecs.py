@@ -1,4 +1,5 @@
 import struct
+from collections.abc import Sequence
 
 OPUS_SAMPLE_RATE = 48000
 """Opus always runs at 48 kHz on the wire and in containers (RFC 7587 §4.1, RFC 7845 §4)."""
@@ -56,6 +57,115 @@ def opus_packet_samples(data: bytes) -> int:
     else:
         return 0
     return _OPUS_CONFIG_SAMPLES[toc >> 3] * count
+
+
+OPUS_SILENCE: bytes = bytes.fromhex("0808acb30ec6")
+"""A 20 ms mono Opus packet that decodes to silence (within 1 LSB of 16 bits): what libopus writes for digital
+silence at 6 kbit/s, a SILK narrowband frame (TOC config 1). It fills the slots of a multistream file where a
+participant had no media. Not CELT's own silence frame (f8 ff fe): that sets the CELT band energies to their floor,
+and the decoder then renders the first real packet after it ~28 dB too quiet (measured with FFmpeg's decoder and
+libopus); a SILK frame leaves CELT's state as a fresh decoder's, so the packet after it decodes as it would first."""
+
+
+def opus_multistream_head(streams: int, mapping: Sequence[int] | None = None) -> bytes:
+    """Build an `OpusHead` for `streams` uncoupled mono streams, one per output channel (RFC 7845 §5.1.1.2).
+
+    One stream needs no mapping table (family 0, mono); more use channel mapping family 1 with no coupled
+    streams, so each channel is decoded on its own from its own stream.
+
+    Args:
+        streams: Channel (and stream) count, 1..8.
+        mapping: Stream index per channel in the header's (Vorbis) channel order; identity by default.
+
+    Returns:
+        The header (19 bytes for one stream, 21 + `streams` otherwise).
+
+    Raises:
+        ValueError: If `streams` is outside 1..8 or `mapping` does not fit.
+    """
+    if not 1 <= streams <= 8:
+        raise ValueError(f"mapping family 1 carries 1..8 channels, not {streams}")
+    if streams == 1:
+        return opus_head(1)
+    table = list(range(streams)) if mapping is None else list(mapping)
+    if sorted(table) != list(range(streams)):
+        raise ValueError(f"mapping {table} is not a permutation of {streams} streams")
+    header = b"OpusHead" + struct.pack("<BBHIhB", 1, streams, 0, OPUS_SAMPLE_RATE, 0, 1)
+    return header + bytes([streams, 0, *table])
+
+
+def _opus_length(size: int) -> bytes:
+    # RFC 6716 §3.2.1: one byte below 252, else two bytes (first = 252 + size % 4, second = the rest / 4).
+    if size < 252:
+        return bytes([size])
+    first = 252 + (size & 3)
+    return bytes([first, (size - first) >> 2])
+
+
+def _read_opus_length(data: bytes, pos: int) -> tuple[int, int]:
+    first = data[pos]
+    if first < 252:
+        return first, pos + 1
+    return first + 4 * data[pos + 1], pos + 2
+
+
+def opus_self_delimited(data: bytes) -> bytes:
+    """Rewrite an Opus packet in self-delimiting framing (RFC 6716 Appendix B).
+
+    Every stream of a multistream packet but the last must be self-delimited: the size of the last
+    frame, which the normal framing leaves implicit, is written out after the other sizes.
+
+    Args:
+        data: One Opus packet in normal framing.
+
+    Returns:
+        The same packet, self-delimited.
+
+    Raises:
+        ValueError: If the packet is empty or malformed.
+    """
+    try:
+        toc = data[0]
+        code = toc & 3
+        if code == 0:
+            return data[:1] + _opus_length(len(data) - 1) + data[1:]
+        if code == 1:
+            if (len(data) - 1) % 2:
+                raise ValueError("code 1 Opus packet with frames of unequal size")
+            return data[:1] + _opus_length((len(data) - 1) // 2) + data[1:]
+        if code == 2:
+            first, pos = _read_opus_length(data, 1)
+            last = len(data) - pos - first
+            if last < 0:
+                raise ValueError("code 2 Opus packet shorter than its first frame")
+            return data[:pos] + _opus_length(last) + data[pos:]
+        count_byte = data[1]
+        count, vbr, padded = count_byte & 0x3F, count_byte & 0x80, count_byte & 0x40
+        pos, padding = 2, 0
+        if padded:
+            while True:
+                value = data[pos]
+                pos += 1
+                padding += 254 if value == 255 else value
+                if value != 255:
+                    break
+        if not count:
+            raise ValueError("code 3 Opus packet with no frames")
+        if vbr:
+            sizes = 0
+            for _ in range(count - 1):
+                size, pos = _read_opus_length(data, pos)
+                sizes += size
+            last = len(data) - pos - padding - sizes
+        else:
+            last, rest = divmod(len(data) - pos - padding, count)
+            if rest:
+                raise ValueError("CBR code 3 Opus packet with frames of unequal size")
+        if last < 0:
+            raise ValueError("code 3 Opus packet shorter than its frames")
+        return data[:pos] + _opus_length(last) + data[pos:]
+    except IndexError:
+        raise ValueError("truncated Opus packet") from None
 
 
 def vp8_is_keyframe(data: bytes) -> bool:

@@ -6,6 +6,7 @@ decoded and mixed at 48 kHz, video is decoded, laid out and re-encoded at a cons
 synchronous and CPU-bound: run it in a worker thread or a job process.
 """
 
+import json
 import logging
 import math
 import os
@@ -31,7 +32,8 @@ from roomtape.recording.compose.options import (
     StreamInfo,
 )
 from roomtape.recording.compose.output import CHANNEL_MAP_TAG, AudioSpec, OutputFile, VideoSpec
-from roomtape.recording.compose.timeline import Participant, Timeline, discover
+from roomtape.recording.compose.passthrough import NotPassthrough, write_passthrough
+from roomtape.recording.compose.timeline import Participant, Segment, Timeline, discover
 from roomtape.recording.compose.video import VideoSource
 
 __all__ = [
@@ -119,6 +121,31 @@ class Composer:
 
         tmp = _temp_path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
+        copied = self._passthrough_channels(participants, channel_map)
+        if copied is not None:
+            try:
+                stream = write_passthrough(
+                    tmp,
+                    copied,
+                    timeline,
+                    (CHANNEL_MAP_TAG, json.dumps([list(c) for c in channel_map])),
+                    cancel=self._cancel,
+                    progress=lambda done: self._report(done, started),
+                )
+                os.replace(tmp, out_path)
+                return ComposeResult(
+                    path=out_path,
+                    duration_seconds=timeline.duration_seconds,
+                    size_bytes=out_path.stat().st_size,
+                    streams=(stream,),
+                    channel_map=channel_map,
+                    participants=tuple(ids),
+                    render_seconds=time.monotonic() - started,
+                )
+            except NotPassthrough as exc:
+                log.info("%s: Opus packets not copied, decoding instead: %s", out_path.name, exc)
+            finally:
+                tmp.unlink(missing_ok=True)
         outputs: list[tuple[OutputFile, Path, Path]] = []
         audio_sources: dict[str, list[AudioSource]] = {}
         video_sources: dict[TileSource, VideoSource] = {}
@@ -206,6 +233,32 @@ class Composer:
             render_seconds=time.monotonic() - started,
             export=export,
         )
+
+    def _passthrough_channels(
+        self, participants: list[Participant], channel_map: tuple[tuple[str, ...], ...]
+    ) -> list[list[Segment]] | None:
+        """Per channel, the one participant's audio segments, if the composite can copy packets.
+
+        See `ComposeOptions.opus_passthrough`; None if it must decode and mix.
+        """
+        opts = self.options
+        if not opts.opus_passthrough or opts.format != "ogg" or opts.export is not None or opts.channels == "stereo":
+            return None
+        if any(len(pids) > 1 for pids in channel_map):
+            return None
+        by_id = {p.participant_id: p for p in participants}
+        if any(by_id[pid].segments.get("screen_audio") for pids in channel_map for pid in pids):
+            return None  # two tracks on one channel: they must be mixed
+        return [list(by_id[pids[0]].segments.get("audio", [])) if pids else [] for pids in channel_map]
+
+    def _report(self, done_samples: int, started: float) -> None:
+        if self._progress is None:
+            return
+        total = self.timeline.total_samples
+        fraction = done_samples / total if total else 1.0
+        elapsed = time.monotonic() - started
+        eta = elapsed / fraction * (1 - fraction) if fraction > 0.01 else None
+        self._progress(ComposeProgress(fraction, done_samples / MIX_RATE, elapsed, eta))
 
     def _channel_map(self, ids: list[str]) -> tuple[tuple[str, ...], ...]:
         opts = self.options
@@ -309,10 +362,7 @@ class Composer:
             now = time.monotonic()
             if self._progress is not None and (now - last_report >= _PROGRESS_INTERVAL or step == steps - 1):
                 last_report = now
-                fraction = a1 / total if total else 1.0
-                elapsed = now - started
-                eta = elapsed / fraction * (1 - fraction) if fraction > 0.01 else None
-                self._progress(ComposeProgress(fraction, a1 / MIX_RATE, elapsed, eta))
+                self._report(a1, started)
 
 
 def compose(

@@ -28,6 +28,8 @@ from roomtape.recording.composer import (
     ExportOptions,
     compose,
 )
+from roomtape.recording.frame import EncodedFrame
+from roomtape.recording.segmenter import TrackRecorder
 
 W, H = 160, 120  # publishers' picture
 OUT_W, OUT_H = 320, 240  # composite picture
@@ -274,3 +276,82 @@ def test_cancel_leaves_no_file(meeting: Path, tmp_path: Path) -> None:
     with pytest.raises(ComposeCancelled):
         compose(meeting, [span(0, 6)], options, out, progress=progress, cancel=cancel)
     assert list(tmp_path.iterdir()) == []
+
+
+def mapping_family(path: Path) -> int:
+    """The OpusHead's channel mapping family: 1 for copied packets (one mono stream per channel), 0 if encoded."""
+    with av.open(str(path)) as container:
+        head = bytes(container.streams.audio[0].codec_context.extradata or b"")
+    return head[18]
+
+
+def test_ogg_copies_each_speakers_packets_into_their_channel(tmp_path: Path) -> None:
+    """carol beeps from 0 s, dave (his clock 0.37 s later, off the 20 ms grid) mutes from 2 to 3 s of his time,
+    erin holds a 700 Hz tone from 0.5 s; the spans cut out 1.5..2.5 s. Each voice lands on its own channel, copied."""
+    base = tmp_path / "tracks"
+    record_audio(base, "carol", beeps(5), [(0, 5)])
+    record_audio(base, "dave", beeps(5), [(0, 2), (3, 4.5)], offset=0.37)
+    record_audio(base, "erin", tone(700, 4.5), [(0, 4.5)], offset=0.5)
+    options = ComposeOptions(format="ogg", channels="per_speaker")
+    result = compose(base, [span(0, 1.5), span(2.5, 5)], options, tmp_path / "voices.ogg")
+
+    assert result.channel_map == (("carol",), ("dave",), ("erin",))
+    assert [(s.kind, s.codec, s.channels, s.sample_rate) for s in result.streams] == [("audio", "opus", 3, 48000)]
+    assert mapping_family(result.path) == 1
+    rate, audio = decode_audio(result.path)
+    # FFmpeg's decoder drops ~24 samples per SILK-coded (silent) stream at the start (its SILK resampler's delay)
+    assert audio.shape[0] == 3 and abs(audio.shape[1] - 4 * rate) <= 100
+    envelope_times = np.arange(0, audio.shape[1] - 48, 48) / rate  # 1 ms steps
+    # wall-clock beeps: carol at 0, 1, 2, 3, 4; dave at 0.37, 1.37, 3.37, 4.37 (2.37 is muted); the output skips
+    # 1.5..2.5 s of wall clock. Copied packets sit on the 20 ms grid: at most 10 ms off, +1 ms of envelope step,
+    # +5 ms (and rounding) where a stream starts: a fresh decoder fades its first CELT frame in (the decoding path
+    # shows the same).
+    for channel, expected in ((0, [0.0, 1.0, 2.0, 3.0]), (1, [0.37, 1.37, 2.37, 3.37])):
+        envelope = np.array([np.abs(audio[channel, i : i + 48]).max() for i in range(0, audio.shape[1] - 48, 48)])
+        beeps_at = onsets(envelope, envelope_times, 0.1)
+        assert len(beeps_at) == len(expected), beeps_at
+        assert all(abs(b - e) <= 0.017 for b, e in zip(beeps_at, expected, strict=True)), beeps_at
+    assert np.abs(audio[1, round(1.6 * rate) : round(2.3 * rate)]).max() < 0.01  # dave muted: silent packets
+    assert np.abs(audio[1, : round(0.3 * rate)]).max() < 0.01  # before dave's first packet
+    for at in (1.0, 2.0, 3.5):
+        assert band(audio[2], rate, at, 700) > 0.2
+        assert band(audio[0], rate, at, 700) < 0.02 and band(audio[1], rate, at, 700) < 0.02
+
+    # erin's channel is the last stream of every packet: her recorded packets, byte for byte
+    with av.open(str(next((base / "sess-1" / "erin" / "audio").glob("*.webm")))) as container:
+        recorded = {bytes(p) for p in container.demux(audio=0) if p.size}
+    with av.open(str(result.path)) as container:
+        written = [bytes(p) for p in container.demux(audio=0) if p.size]
+    assert len(written) == 200
+    assert sum(any(w.endswith(r) for r in recorded) for w in written[50:70]) == 20
+    with av.open(str(result.path)) as container:
+        tags = {**container.metadata, **container.streams.audio[0].metadata}
+    assert json.loads(tags[CHANNEL_MAP_TAG]) == [["carol"], ["dave"], ["erin"]]
+
+
+def test_ogg_decodes_and_mixes_when_packets_are_not_20_ms(tmp_path: Path) -> None:
+    """A track with 60 ms packets cannot go on the 20 ms grid: the composer decodes and re-encodes instead."""
+    base = tmp_path / "tracks"
+    record_audio(base, "alice", tone(440, 4), [(0, 4)])
+    ctx = av.CodecContext.create("libopus", "w")
+    assert isinstance(ctx, av.AudioCodecContext)
+    ctx.sample_rate, ctx.layout, ctx.format = RATE, "mono", "s16"
+    ctx.options = {"frame_duration": "60"}
+    pcm = (tone(1000, 4) * 32767).astype(np.int16)
+    packets = []
+    for i in range(0, len(pcm), 2880):
+        frame = av.AudioFrame.from_ndarray(pcm[np.newaxis, i : i + 2880], format="s16", layout="mono")
+        frame.sample_rate, frame.pts = RATE, i
+        packets += [bytes(p) for p in ctx.encode(frame)]
+    recorder = TrackRecorder(base, "sess-1", "bob", "audio")
+    for k, data in enumerate(packets):
+        recorder.write(EncodedFrame(data, k * 2880, RATE, True, T0_MS / 1000 + k * 0.06, "opus"))
+    recorder.close()
+
+    options = ComposeOptions(format="ogg", channels="agent_stereo", agent_participant_id="bob")
+    result = compose(base, [span(0, 4)], options, tmp_path / "agent.ogg")
+    assert mapping_family(result.path) == 0  # encoded stereo, not copied
+    rate, audio = decode_audio(result.path)
+    assert audio.shape[0] == 2 and audio.shape[1] / rate == pytest.approx(4.0, abs=0.05)
+    assert band(audio[0], rate, 2.0, 440) > 0.1 and band(audio[0], rate, 2.0, 1000) < 0.02
+    assert band(audio[1], rate, 2.0, 1000) > 0.1 and band(audio[1], rate, 2.0, 440) < 0.02

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from roomtape.recording.codecs import (
+    OPUS_SILENCE,
     opus_head,
+    opus_multistream_head,
     opus_packet_samples,
+    opus_self_delimited,
     vp8_frame_size,
     vp8_is_keyframe,
     vp9_frame_size,
@@ -44,6 +47,55 @@ def test_opus_head_rejects_channels_family_0_cannot_carry() -> None:
 )
 def test_opus_packet_samples_reads_toc(packet: bytes, samples: int) -> None:
     assert opus_packet_samples(packet) == samples
+
+
+def test_multistream_head_has_one_uncoupled_stream_per_channel() -> None:
+    assert opus_multistream_head(1) == opus_head(1)
+    head = opus_multistream_head(3, (0, 2, 1))
+    assert head[:19] == b"OpusHead" + bytes([1, 3]) + b"\0\0" + struct.pack("<I", 48000) + b"\0\0" + b"\x01"
+    assert head[19:] == bytes([3, 0, 0, 2, 1])  # 3 streams, none coupled, the mapping table
+    with pytest.raises(ValueError):
+        opus_multistream_head(9)
+    with pytest.raises(ValueError):
+        opus_multistream_head(3, (0, 0, 1))
+
+
+FRAME_A, FRAME_B = bytes(range(7)), bytes(i % 256 for i in range(300))
+
+
+@pytest.mark.parametrize(
+    ("packet", "expected"),
+    [
+        # code 0: the one frame's size is written after the TOC (300 = 252 + 0 + 4 * 12)
+        (bytes([0xF8]) + FRAME_B, bytes([0xF8, 252, 12]) + FRAME_B),
+        (bytes([0xF8]) + FRAME_A, bytes([0xF8, 7]) + FRAME_A),
+        # code 1: two frames of equal size, the size written once
+        (bytes([0xF9]) + FRAME_A + FRAME_A, bytes([0xF9, 7]) + FRAME_A + FRAME_A),
+        # code 2: first size already there, the second one added
+        (bytes([0xFA, 7]) + FRAME_A + FRAME_B, bytes([0xFA, 7, 252, 12]) + FRAME_A + FRAME_B),
+        # code 3 CBR, 2 frames, 1 byte of padding: the frame size goes after the padding length
+        (bytes([0xFB, 0x42, 1]) + FRAME_A + FRAME_A + b"\0", bytes([0xFB, 0x42, 1, 7]) + FRAME_A + FRAME_A + b"\0"),
+        # code 3 VBR, 2 frames: the last frame's size after the first one's
+        (bytes([0xFB, 0x82, 7]) + FRAME_A + FRAME_B, bytes([0xFB, 0x82, 7, 252, 12]) + FRAME_A + FRAME_B),
+    ],
+)
+def test_self_delimited_framing_follows_rfc_6716_appendix_b(packet: bytes, expected: bytes) -> None:
+    assert opus_self_delimited(packet) == expected
+
+
+@pytest.mark.parametrize("packet", [b"", bytes([0xFA, 200, 1]), bytes([0xF9, 1, 2, 3]), bytes([0xFB, 0x03, 1, 2])])
+def test_self_delimited_framing_rejects_malformed_packets(packet: bytes) -> None:
+    with pytest.raises(ValueError):
+        opus_self_delimited(packet)
+
+
+def test_silence_packet_decodes_to_silence() -> None:
+    ctx = av.CodecContext.create("opus", "r")
+    ctx.extradata = opus_head(1)
+    samples = np.concatenate([f.to_ndarray().ravel() for _ in range(10) for f in ctx.decode(av.Packet(OPUS_SILENCE))])
+    assert opus_packet_samples(OPUS_SILENCE) == 960
+    assert samples.size >= 9000  # FFmpeg's SILK path holds back ~24 samples of resampler delay
+    assert np.abs(samples).max() < 1e-4
 
 
 def test_vp8_header_from_handmade_bytes() -> None:

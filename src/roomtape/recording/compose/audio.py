@@ -52,7 +52,6 @@ class AudioSource:
         self._decoder: Iterator[tuple[int, Samples]] | None = None
         self._buffer: list[tuple[int, Samples]] = []
         self._decoded_until = -(1 << 62)
-        self._resampler: av.AudioResampler | None = None
 
     def read(self, start: int, count: int) -> Samples | None:
         """Samples for a range of the mix clock.
@@ -121,11 +120,18 @@ class AudioSource:
         try:
             with av.open(str(segment.path)) as container:
                 stream = container.streams.audio[0]
-                resampler = av.AudioResampler(format="fltp", rate=MIX_RATE)
+                resampler: av.AudioResampler | None = None
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         continue
                     pos = origin + round(frame.pts * (frame.time_base or 0) * MIX_RATE)
+                    if frame.format.name == "fltp" and frame.sample_rate == MIX_RATE:
+                        # FFmpeg's Opus decoder already gives 48 kHz planar float: no resampler pass per frame
+                        planar: Samples = frame.to_ndarray().astype(np.float32, copy=False)
+                        yield pos, self._map_channels(planar)
+                        continue
+                    if resampler is None:
+                        resampler = av.AudioResampler(format="fltp", rate=MIX_RATE)
                     for out in resampler.resample(frame):
                         arr: Samples = out.to_ndarray().astype(np.float32, copy=False)
                         yield pos, self._map_channels(arr)
@@ -138,6 +144,9 @@ class AudioSource:
         if have == self._channels:
             return arr
         if self._channels == 1:
+            if have == 2:
+                halves: Samples = ((arr[0] + arr[1]) * np.float32(0.5))[np.newaxis]
+                return halves
             mono: Samples = arr.mean(axis=0, keepdims=True, dtype=np.float32)
             return mono
         return np.repeat(arr[:1], self._channels, axis=0) if have == 1 else arr[: self._channels]

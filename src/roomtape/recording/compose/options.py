@@ -105,6 +105,13 @@ class ComposeOptions:
     """Active speaker: how much louder (dB) another participant must be to take the big tile."""
     export: ExportOptions | None = None
     """An optional separate audio file."""
+    opus_passthrough: bool = True
+    """For ``ogg`` without an export file, where each channel carries one participant (``agent_stereo`` with one
+    other speaker, ``per_speaker`` with up to 8, ``mono`` with one): copy each participant's own Opus packets into
+    its channel instead of decoding, mixing and re-encoding. No generation loss and a small fraction of the CPU;
+    ``audio_bitrate`` is then not applied (the file keeps the recorded bit rate) and each participant's audio is
+    placed on a 20 ms grid, at most 10 ms from where the decoding path would place it. Tracks that cannot be
+    copied (packets other than 20 ms) fall back to decoding on their own."""
 
     @property
     def effective_layout(self) -> Layout:
