@@ -16,6 +16,7 @@ from roomtape.recording.manifest import TrackManifest
 __all__ = [
     "AUDIO_EXTENSIONS",
     "FINAL_STATUSES",
+    "MEETING_TITLE_MAX",
     "TEMPLATES_DIR",
     "TimelineRow",
     "TimelineSegment",
@@ -23,6 +24,7 @@ __all__ = [
     "duration",
     "human_size",
     "local_time",
+    "meeting_title_problem",
     "timeline",
     "timeline_json",
 ]
@@ -35,6 +37,21 @@ FINAL_STATUSES = frozenset({"UPLOADED", "ERRORED"})
 
 AUDIO_EXTENSIONS = frozenset({"ogg", "mp3", "m4a", "aac", "opus", "wav"})
 """Composite file extensions played with ``<audio>`` rather than ``<video>``."""
+
+
+MEETING_TITLE_MAX = 1024
+"""Longest meeting title the API stores."""
+
+
+def meeting_title_problem(title: str) -> str | None:
+    """Why a title typed into the "New meeting" form cannot be used (a message for people), or None."""
+    if not title.strip():
+        return "Give the meeting a title: it cannot be empty or only spaces. Nothing was created."
+    if len(title) > MEETING_TITLE_MAX:
+        return f"A title has at most {MEETING_TITLE_MAX} characters; this one has {len(title)}. Nothing was created."
+    if "\x00" in title:
+        return "A title cannot contain NUL characters. Nothing was created."
+    return None
 
 
 def human_size(size: float | None) -> str:

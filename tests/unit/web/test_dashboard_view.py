@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from roomtape.recording.manifest import SegmentEntry, TrackManifest
-from roomtape.web.dashboard import clock, duration, human_size, local_time, timeline, timeline_json
+from roomtape.web.dashboard import (
+    MEETING_TITLE_MAX,
+    clock,
+    duration,
+    human_size,
+    local_time,
+    meeting_title_problem,
+    timeline,
+    timeline_json,
+)
 
 
 def test_times_and_sizes() -> None:
@@ -69,3 +78,14 @@ def test_timeline_puts_segments_on_the_recording_clock_per_participant() -> None
         "name": "Agent",
         "segments": [{"kind": "audio", "index": 1, "start": 0.25, "end": 9.0, "file": "audio-0001.webm"}],
     }
+
+
+def test_meeting_titles_from_the_new_meeting_form() -> None:
+    assert meeting_title_problem("Weekly sync") is None
+    assert meeting_title_problem("x" * MEETING_TITLE_MAX) is None
+    for empty in ("", "   ", "\t\n"):
+        problem = meeting_title_problem(empty)
+        assert problem is not None and problem.startswith("Give the meeting a title")
+    too_long = meeting_title_problem("x" * (MEETING_TITLE_MAX + 1))
+    assert too_long is not None and f"{MEETING_TITLE_MAX + 1}" in too_long
+    assert meeting_title_problem("a\x00b") == "A title cannot contain NUL characters. Nothing was created."

@@ -260,9 +260,23 @@ async def _send(
 
 
 async def _api(
-    request: Request, user: DashboardUser, method: str, path: str, params: list[tuple[str, str]] | None = None
+    request: Request,
+    user: DashboardUser,
+    method: str,
+    path: str,
+    params: list[tuple[str, str]] | None = None,
+    json_body: Any = None,
 ) -> ApiAnswer:
-    response = await _send(request, user, method, path, params=params)
+    content = json.dumps(json_body).encode() if json_body is not None else None
+    response = await _send(
+        request,
+        user,
+        method,
+        path,
+        params=params,
+        content=content,
+        content_type="application/json" if content is not None else None,
+    )
     if response.status_code == 401:
         raise _SignedOut
     try:
@@ -400,6 +414,7 @@ def _list_page(
     rows: list[dict[str, Any]],
     page: int,
     filters: dict[str, str],
+    status_code: int = 200,
     **values: Any,
 ) -> Response:
     """Render a list page: its rows, the API's error if any, the filters and the pager."""
@@ -407,6 +422,7 @@ def _list_page(
         name,
         request,
         user,
+        status_code=status_code,
         rows=rows,
         error=answer.error,
         filters=filters,
@@ -487,8 +503,46 @@ async def meetings_page(
     page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
     """Meetings with status, participants, live session, recordings and their size; filters and pages."""
+    return await _meetings_list(request, {"status": status, "search": search, "start": start, "end": end}, page)
+
+
+@router.post("/meetings")
+async def create_meeting(request: Request) -> Response:
+    """Create a meeting from the "New meeting" form, then open its page; an empty title creates nothing."""
+    user = await current_user(request)
+    if user is None:
+        return _sign_in_redirect(request)
+    if not _same_origin(request):
+        return error_response(403, "cross-site request refused")
+    title = (await _form(request)).get("title", "").strip()
+    problem = view.meeting_title_problem(title)
+    if problem is None:
+        try:
+            answer = await _api(request, user, "POST", user.kit("/meetings"), json_body={"title": title})
+        except _SignedOut:
+            return _sign_in_redirect(request)
+        if answer.error is None:
+            meeting_id = quote(str(answer.body["data"]["id"]), safe="")
+            return RedirectResponse(f"/dashboard/meetings/{meeting_id}", status_code=303)
+        problem = answer.error
+    blank = {"status": "", "search": "", "start": "", "end": ""}
+    return await _meetings_list(request, blank, 1, status_code=400, create_error=problem, new_title=title)
+
+
+async def _meetings_list(
+    request: Request, filters: dict[str, str], page: int, status_code: int = 200, **values: Any
+) -> Response:
+    """The meetings list page (``values``: what the "New meeting" form shows again after bad input)."""
     fetched = await _fetch_list(
-        request, "/meetings", {"status": status, "search": search, "start_time": start, "end_time": end}, page
+        request,
+        "/meetings",
+        {
+            "status": filters["status"],
+            "search": filters["search"],
+            "start_time": filters["start"],
+            "end_time": filters["end"],
+        },
+        page,
     )
     if isinstance(fetched, Response):
         return fetched
@@ -544,14 +598,46 @@ async def meetings_page(
         row["duration"] = met.get(row["id"])
         row["recordings"], row["size"] = recs.get(row["id"], (0, None))
         row["active_recording"] = active.get(row["id"])
-    return _list_page(
-        "meetings.html",
+    return _list_page("meetings.html", request, user, answer, rows, page, filters, status_code=status_code, **values)
+
+
+@router.get("/meetings/{meeting_id}")
+async def meeting_page(request: Request, meeting_id: str) -> Response:
+    """One meeting: join links, who is in it now, starting a recording, and its recordings.
+
+    Pause, resume and stop are on the recording's page, which also plays it back.
+    """
+    user = await current_user(request)
+    if user is None:
+        return _sign_in_redirect(request)
+    mid = quote(meeting_id, safe="")
+    try:
+        answer = await _api(request, user, "GET", user.kit(f"/meetings/{mid}"))
+        if answer.error is not None:
+            status = answer.status if answer.status in (400, 404) else 502
+            return _page("error.html", request, user, status_code=status, message=answer.error)
+        people = await _api(request, user, "GET", user.kit(f"/meetings/{mid}/participants"), [("per_page", "100")])
+        recs = await _api(
+            request, user, "GET", user.kit("/recordings"), [("meeting_id", meeting_id), ("per_page", str(PER_PAGE))]
+        )
+        live = await _api(request, user, "GET", user.kit(f"/meetings/{mid}/active-session"))
+    except _SignedOut:
+        return _sign_in_redirect(request)
+    recordings: list[dict[str, Any]] = recs.body.get("data", []) if recs.error is None else []
+    active = next((r for r in recordings if r.get("kind") == "composite" and r.get("status") in ACTIVE_STATUSES), None)
+    meeting: dict[str, Any] = answer.body["data"]
+    return _page(
+        "meeting.html",
         request,
         user,
-        answer,
-        rows,
-        page,
-        {"status": status, "search": search, "start": start, "end": end},
+        meeting=meeting,
+        participants=people.body.get("data", []) if people.error is None else [],
+        recordings=recordings,
+        active=active,
+        live=live.body.get("data") if live.error is None else None,
+        join_base=f"{get_context(request).settings.resolved_public_url}/join/{mid}",
+        error=people.error or recs.error,
+        final=view.FINAL_STATUSES,
     )
 
 

@@ -368,6 +368,113 @@
     window.roomtapeDashboard = { sync, seek, items: () => items, current: () => current };
   }
 
+  // --- a meeting's page: join links, who is in it ----------------------------------------------------------
+  function randomId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID(); // secure contexts only
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+  }
+
+  async function copyText(text, input) {
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        return true;
+      }
+    } catch (_) {
+      // denied: fall back to copying the selection
+    }
+    input.select(); // plain http on a LAN address has no Clipboard API
+    try {
+      return document.execCommand("copy");
+    } catch (_) {
+      return false;
+    }
+  }
+
+  function addJoinLink(base, name, token) {
+    const url = base + "?token=" + encodeURIComponent(token);
+    const list = document.getElementById("join-links");
+    const id = "join-link-" + (list.children.length + 1);
+    const li = el("li", { class: "join-link", "data-name": name });
+    const input = el("input", { id, type: "text", readonly: "", value: url, class: "mono", spellcheck: "false" });
+    const copy = el("button", { type: "button", class: "copy", "aria-label": "Copy the join link for " + name }, "Copy");
+    const open = el("a", { href: url, target: "_blank", rel: "noopener", class: "button" }, "Open");
+    open.setAttribute("aria-label", "Open the join link for " + name + " in a new tab");
+    copy.addEventListener("click", async () => {
+      const ok = await copyText(url, input);
+      copy.textContent = ok ? "Copied" : "Copy";
+      announce(ok ? "Copied the join link for " + name + "." : "Select the link and copy it (Ctrl+C).");
+    });
+    input.addEventListener("focus", () => input.select());
+    li.append(el("label", { for: id }, "Join link for " + name), input, copy, open);
+    list.append(li);
+    input.focus();
+  }
+
+  function setupMeeting() {
+    const box = document.getElementById("join-forms");
+    if (!box) return;
+    const meeting = encodeURIComponent(box.dataset.meeting);
+    const base = box.dataset.joinBase;
+    async function getLink(control, name, call) {
+      control.disabled = true;
+      try {
+        const answer = await call();
+        addJoinLink(base, name, answer.data.token);
+        announce("Join link for " + name + " is ready.");
+      } catch (err) {
+        announce("No join link: " + err.message);
+      } finally {
+        control.disabled = false;
+      }
+    }
+    for (const form of box.querySelectorAll("form[data-join-form]")) {
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const name = form.elements.name.value.trim();
+        const body = { name, preset_name: form.dataset.preset, custom_participant_id: "dashboard-" + randomId() };
+        getLink(form.querySelector("button[type=submit]"), name, () => api("POST", "kit/meetings/" + meeting + "/participants", body));
+      });
+    }
+    // A participant added before: a new token (the old one stops working).
+    document.querySelectorAll("button[data-new-link]").forEach((button) => {
+      button.addEventListener("click", () => {
+        const path = "kit/meetings/" + meeting + "/participants/" + encodeURIComponent(button.dataset.newLink) + "/token";
+        getLink(button, button.dataset.name, () => api("POST", path));
+      });
+    });
+
+    // Who is in the meeting now: recording can start once somebody is.
+    const live = document.getElementById("live-state");
+    const start = document.getElementById("start-recording");
+    const hint = document.getElementById("start-hint");
+    let busy = false;
+    setInterval(async () => {
+      if (busy || document.hidden) return;
+      busy = true;
+      let session = null;
+      try {
+        session = (await api("GET", "kit/meetings/" + meeting + "/active-session")).data;
+      } catch (_) {
+        session = null; // 404: nobody is in the meeting
+      } finally {
+        busy = false;
+      }
+      const text = session ? "LIVE " + session.live_participants + " in the meeting" : "Nobody is in the meeting";
+      if (live.textContent.replace(/\s+/g, " ").trim() !== text) {
+        live.replaceChildren();
+        if (session) live.append(el("span", { class: "status status-live" }, "LIVE"), " " + session.live_participants + " in the meeting");
+        else live.append(text);
+      }
+      if (start) start.disabled = !session;
+      if (hint) {
+        hint.textContent = session
+          ? "The meeting is live: start recording when everyone is in."
+          : "Someone has to join first: open a join link.";
+      }
+    }, POLL_MS);
+  }
+
   // --- one-time sign-in link ------------------------------------------------------------------------------
   // The link's secret is in the URL fragment, which the browser never sends: post it, and take it out of the
   // address bar (and so the history) first.
@@ -395,6 +502,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     setupSigninLink();
+    setupMeeting();
     setupActions();
     startPolling();
     setupRecording();
