@@ -77,6 +77,7 @@ VideoSdkRecordingEvent = Literal[
     "recording-starting", "recording-started", "recording-stopping", "recording-stopped", "recording-failed"
 ]
 
+_AUDIO_FORMATS: Final[dict[str, Literal["aac", "mp3", "ogg"]]] = {"AAC": "aac", "MP3": "mp3", "OPUS": "ogg"}
 _EXTENSIONS: Final[dict[str, str]] = {"mp4": "mp4", "webm": "webm", "ogg": "ogg", "mp3": "mp3", "aac": "m4a"}
 _FINAL: Final = ("UPLOADED", "ERRORED")
 
@@ -192,11 +193,11 @@ def derive_compose(
     codec: VideoCodec | None = None
     channels: ChannelLayout = "stereo" if audio_config.get("channel", "stereo") == "stereo" else "mono"
     width, height = int(video_config.get("width") or 1280), int(video_config.get("height") or 720)
-    audio_fmt: AudioFormat = "aac" if str(audio_config.get("codec", "AAC")).upper() == "AAC" else "mp3"
+    audio_fmt: AudioFormat = _AUDIO_FORMATS.get(str(audio_config.get("codec", "AAC")).upper(), "mp3")
     if str(video_config.get("codec", "H264")).upper() in ("VP8", "VP9"):
         fmt, codec = "webm", "vp9" if str(video_config["codec"]).upper() == "VP9" else "vp8"
     if video_config.get("export_file") is False:
-        fmt, layout = "mp3" if audio_fmt == "mp3" else "aac", "audio_only"
+        fmt, layout = audio_fmt, "audio_only"
     if videosdk_config:
         kind = str((videosdk_config.get("layout") or {}).get("type", "GRID")).upper()
         layout = "active_speaker" if kind in ("SPOTLIGHT", "SIDEBAR") else "grid"

@@ -390,13 +390,16 @@ async def test_stereo_composite_puts_user_left_agent_right_in_line_with_the_tran
         await user.leave()
     composite_id = str(ctx.room.composite_recording["id"])  # type: ignore[index]
     row = await wait_for_recording(api, composite_id)
-    assert row["output_file_name"].endswith(".m4a") and row["download_url"], row
+    assert row["output_file_name"].endswith(".ogg") and row["download_url"], row
     path = tmp_path / row["output_file_name"]
     async with httpx.AsyncClient(timeout=30) as http:
         path.write_bytes((await http.get(row["download_url"])).content)
     with av.open(str(path)) as container:
         assert container.streams.audio[0].codec_context.channels == 2 and not container.streams.video
-        channel_map = json.loads(container.metadata["roomtape_channel_map"])
+        head = bytes(container.streams.audio[0].codec_context.extradata or b"")
+        assert head[18] == 1  # channel mapping family 1: each side's recorded Opus packets copied, not re-encoded
+        tags = {**container.metadata, **container.streams.audio[0].metadata}  # Ogg keeps tags on the stream
+        channel_map = json.loads(tags["roomtape_channel_map"])
     assert channel_map == [[user_id], [room.participant_id]], room.recording_notes  # user left, agent right
     audio = decode_channels(path)
     left, right = energy(audio[0]), energy(audio[1])

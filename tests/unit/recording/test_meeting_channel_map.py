@@ -19,6 +19,14 @@ def test_agent_channel_map_renders_user_left_agent_right(tmp_path: Path) -> None
     assert options.channels == "agent_stereo" and options.agent_participant_id == "agent-1"
 
 
+def test_opus_codec_gives_an_ogg_composite_and_export() -> None:
+    audio = AudioConfig.model_validate({"codec": "OPUS", "export_file": True}).model_dump(exclude_none=True)
+    settings, export = derive_compose(audio_config=audio, video_config={"export_file": False})
+    assert settings["format"] == "ogg" and settings["layout"] == "audio_only" and export == "ogg"
+    assert derive_compose(audio_config={"codec": "MP3"}, video_config={"export_file": False})[0]["format"] == "mp3"
+    assert derive_compose(audio_config={}, video_config={"export_file": False})[0]["format"] == "aac"
+
+
 def test_plain_stereo_and_mono_are_unchanged(tmp_path: Path) -> None:
     assert derive_compose(audio_config={"channel": "stereo"})[0]["channels"] == "stereo"
     mono, _ = derive_compose(audio_config={"channel": "mono", "channel_map": {"agent_participant_id": "a"}})

@@ -368,7 +368,9 @@ class AudioConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     channel: Literal["mono", "stereo"] = "stereo"
-    codec: Literal["MP3", "AAC"] = "AAC"
+    codec: Literal["MP3", "AAC", "OPUS"] = "AAC"
+    """``OPUS`` is a roomtape extension: Ogg/Opus for an audio-only composite and the export file (where each
+    channel is one participant, the recorded packets are copied, not re-encoded)."""
     export_file: bool = False
     channel_map: s.ChannelMap | None = None
     """roomtape extension (agent sessions): user left, agent right."""

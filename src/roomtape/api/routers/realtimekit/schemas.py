@@ -122,7 +122,8 @@ class AudioConfig(_Request):
     """Audio output of a composite recording."""
 
     channel: Literal["mono", "stereo"] | None = None
-    codec: Literal["MP3", "AAC"] | None = None
+    codec: Literal["MP3", "AAC", "OPUS"] | None = None
+    """``OPUS`` is a roomtape extension: Ogg/Opus for an audio-only composite and the export file."""
     export_file: bool | None = None
     channel_map: ChannelMap | None = None
 
