@@ -223,6 +223,12 @@ def test_first_recorded_meeting_from_the_printed_link(
             ctx.close()
         dash_ctx.close()
 
+    # The join tokens went through the access log as [redacted] only.
+    log = server.log
+    assert "/join/" in log and "token=[redacted]" in log
+    for link in (mine, theirs):
+        assert link.split("token=", 1)[1] not in log
+
     # The API agrees: the meeting's one recording, stopped by the call the page made, uploaded.
     kit = f"{server.base_url}/accounts/{server.account_id}/realtime/kit/{server.app_id}"
     auth = {"Authorization": f"Bearer {server.api_token}"}
@@ -426,3 +432,27 @@ def test_an_empty_title_creates_nothing_and_says_why(
     missing = page.goto(server.base_url + "/dashboard/meetings/no-such-meeting")
     assert missing is not None and missing.status == 404
     assert page.get_by_role("alert").inner_text() == "meeting not found"
+
+
+def test_the_new_pages_fit_a_narrow_screen(server: DemoServer, browser: Browser, artifacts: Path) -> None:
+    ctx = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    try:
+        page = ctx.new_page()
+        page.goto(server.base_url + "/")
+        no_horizontal_overflow(page)
+        open_link(page, server.new_link())
+        no_horizontal_overflow(page)
+        page.get_by_label("Title").fill("On a phone")
+        page.get_by_role("button", name="Create meeting").click()
+        page.wait_for_url("**/dashboard/meetings/*")
+        page.get_by_role("button", name="Get my join link").click()
+        expect(page.locator("#join-links li")).to_have_count(1)
+        no_horizontal_overflow(page)
+        shoot(page, artifacts, "meeting-375")
+    finally:
+        ctx.close()
+
+
+def no_horizontal_overflow(page: Page) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"{page.url} is {widths[0]} px wide in a {widths[1]} px viewport"
