@@ -428,6 +428,21 @@ def test_an_empty_title_creates_nothing_and_says_why(
     )
     assert cross.status == 403
     assert meeting_ids(server) == before
+    # A join link needs a name: spaces only add nobody.
+    page.get_by_label("Title").fill("Named people only")
+    page.get_by_role("button", name="Create meeting").click()
+    page.wait_for_url("**/dashboard/meetings/*")
+    meeting_id = page.url.rsplit("/", 1)[-1]
+    page.get_by_label("Their name").fill("   ")
+    page.get_by_role("button", name="Get a join link for them").click()
+    expect(page.locator("#action-status")).to_have_text("Give a name for the join link: nobody was added.")
+    assert page.get_by_label("Their name").get_attribute("aria-invalid") == "true"
+    assert page.locator("#join-links li").count() == 0
+    kit = f"{server.base_url}/accounts/{server.account_id}/realtime/kit/{server.app_id}"
+    people = httpx.get(
+        f"{kit}/meetings/{meeting_id}/participants", headers={"Authorization": f"Bearer {server.api_token}"}
+    )
+    assert people.json()["data"] == []
     # And a meeting page that does not exist is a 404 page, not a crash.
     missing = page.goto(server.base_url + "/dashboard/meetings/no-such-meeting")
     assert missing is not None and missing.status == 404

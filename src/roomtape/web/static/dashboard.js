@@ -432,6 +432,14 @@
       form.addEventListener("submit", (event) => {
         event.preventDefault();
         const name = form.elements.name.value.trim();
+        if (!name) {
+          // The API takes a participant without a name; a person picking a link from a list needs one.
+          form.elements.name.setAttribute("aria-invalid", "true");
+          form.elements.name.focus();
+          announce("Give a name for the join link: nobody was added.");
+          return;
+        }
+        form.elements.name.removeAttribute("aria-invalid");
         const body = { name, preset_name: form.dataset.preset, custom_participant_id: "dashboard-" + randomId() };
         getLink(form.querySelector("button[type=submit]"), name, () => api("POST", "kit/meetings/" + meeting + "/participants", body));
       });
