@@ -6,6 +6,7 @@ events, ``recording=True`` and transcript items.
 """
 
 from roomtape.agents.client import (
+    ChatMessage,
     ClientEvent,
     ClientEventName,
     JoinError,
@@ -26,6 +27,7 @@ __all__ = [
     "AUDIO_SAMPLE_RATE",
     "AgentRoom",
     "AudioPushTrack",
+    "ChatMessage",
     "ClientEvent",
     "ClientEventName",
     "JobContext",

@@ -46,6 +46,7 @@ from roomtape.agents.tracks import MuteGate
 from roomtape.media.events import EventEmitter
 
 __all__ = [
+    "ChatMessage",
     "ClientEvent",
     "ClientEventName",
     "JoinError",
@@ -79,12 +80,14 @@ ClientEventName = Literal[
     "track_unpublished",
     "track_muted",
     "track_unmuted",
+    "chat",
     "kicked",
     "error",
     "closed",
 ]
 """Events a :class:`RoomClient` emits. ``track`` fires when a remote track's media starts arriving
-(:attr:`RemoteTrack.track` is set); ``track_published`` as soon as the server announces it."""
+(:attr:`RemoteTrack.track` is set); ``track_published`` as soon as the server announces it; ``chat`` for each
+chat message someone else sent (:attr:`ClientEvent.chat`)."""
 
 
 class SignalingError(Exception):
@@ -144,6 +147,29 @@ class RemoteTrack:
 
 
 @dataclass(frozen=True)
+class ChatMessage:
+    """A chat message of the meeting's session (plain text, never markup)."""
+
+    id: str
+    """Message id."""
+    participant_id: str
+    """The sender."""
+    name: str | None
+    """The sender's display name."""
+    text: str
+    """What was written."""
+    time: float
+    """When the server received it, Unix time (server clock)."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChatMessage:
+        """From the signaling message's ``{id, participant_id, name, text, time}``."""
+        return cls(
+            str(data["id"]), str(data["participant_id"]), data.get("name"), str(data["text"]), float(data["time"])
+        )
+
+
+@dataclass(frozen=True)
 class ClientEvent:
     """Payload of every :class:`RoomClient` event."""
 
@@ -155,6 +181,8 @@ class ClientEvent:
     """For track events."""
     message: str | None = None
     """For ``error`` (and ``closed``: the reason, if any)."""
+    chat: ChatMessage | None = None
+    """For ``chat``."""
 
 
 class _ReceivedTrack(MediaStreamTrack):
@@ -248,6 +276,9 @@ class RoomClient:
         """The others' tracks, by id."""
         self.published: dict[TrackKind, str] = {}
         """Own track ids by kind, after :meth:`publish`."""
+        self.chat: list[ChatMessage] = []
+        """The session's chat so far, oldest first: the history the server sent on :meth:`join`, then every
+        message sent or received since."""
         self.events: EventEmitter[ClientEventName, ClientEvent] = EventEmitter()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -257,6 +288,8 @@ class RoomClient:
         self._gates: dict[TrackKind, MuteGate] = {}
         self._players: list[MediaPlayer] = []
         self._pending_publish: asyncio.Future[dict[str, Any]] | None = None
+        self._pending_chat: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._chat_requests = 0
         self._arrived: asyncio.Queue[RemoteTrack | None] = asyncio.Queue()
         self._waiters: list[tuple[ClientEventName, Callable[[ClientEvent], bool], asyncio.Future[ClientEvent]]] = []
         self._closed = asyncio.Event()
@@ -361,6 +394,7 @@ class RoomClient:
             self.participants[p["id"]] = RemoteParticipant(p["id"], p.get("name"))
         for t in welcome["tracks"]:
             self.tracks[t["id"]] = RemoteTrack(t["id"], t["participant_id"], t["kind"], bool(t.get("muted")))
+        self.chat = [ChatMessage.from_json(m) for m in welcome.get("chat", [])]
         self._reader = asyncio.get_running_loop().create_task(self._read(ws), name="roomtape-client-reader")
 
     async def _send(self, message: Mapping[str, Any]) -> None:
@@ -382,6 +416,9 @@ class RoomClient:
             self.close_code = ws.close_code
             if self._pending_publish is not None and not self._pending_publish.done():
                 self._pending_publish.set_exception(SignalingError("signaling connection closed"))
+            for pending in self._pending_chat.values():
+                if not pending.done():
+                    pending.set_exception(SignalingError("signaling connection closed"))
             self._closed.set()
             self._arrived.put_nowait(None)
             self._emit(ClientEvent("closed", message=ws.close_reason or None))
@@ -419,12 +456,27 @@ class RoomClient:
             if muted_track is not None:
                 muted_track.muted = kind == "track_muted"
                 self._emit(ClientEvent(cast(ClientEventName, kind), track=muted_track))
+        elif kind == "chat":
+            chat = ChatMessage.from_json(message["message"])
+            self.chat.append(chat)
+            self._emit(ClientEvent("chat", chat=chat))
+        elif kind == "chat_sent":
+            sent = self._pending_chat.pop(message.get("request_id", -1), None)
+            if sent is not None and not sent.done():
+                sent.set_result(message)
         elif kind == "kicked":
             self._emit(ClientEvent("kicked"))
         elif kind == "error":
             text = str(message.get("message", "error"))
             if message.get("request") == "publish" and self._pending_publish and not self._pending_publish.done():
                 self._pending_publish.set_exception(SignalingError(text))
+            refused = (
+                self._pending_chat.pop(message.get("request_id", -1), None)
+                if message.get("request") == "chat"
+                else None
+            )
+            if refused is not None and not refused.done():
+                refused.set_exception(SignalingError(text))
             self._emit(ClientEvent("error", message=text))
 
     async def _answer(self, message: dict[str, Any]) -> None:
@@ -536,6 +588,32 @@ class RoomClient:
 
     # ----------------------------------------------------------------------------------------------
     # leaving
+
+    async def send_chat(self, text: str) -> ChatMessage:
+        """Send a chat message to everyone in the meeting and wait until the server took it.
+
+        Args:
+            text: Plain text, at most 4000 characters (``roomtape.media.chat.MAX_CHAT_CHARS``).
+
+        Returns:
+            The message as the server stamped it (id, time); also appended to :attr:`chat`.
+
+        Raises:
+            SignalingError: if the server refused it (empty, too long) — then nothing was stored or sent —
+                or the connection closed.
+        """
+        self._chat_requests += 1
+        request_id = self._chat_requests
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending_chat[request_id] = future
+        try:
+            await self._send({"type": "chat", "text": text, "request_id": request_id})
+            reply = await asyncio.wait_for(future, _REPLY_TIMEOUT)
+        finally:
+            self._pending_chat.pop(request_id, None)
+        chat = ChatMessage.from_json(reply["message"])
+        self.chat.append(chat)
+        return chat
 
     async def leave(self) -> None:
         """Leave the meeting and close every connection. Idempotent."""

@@ -363,3 +363,42 @@ class TranscriptItem(Base):
         UniqueConstraint("session_id", "item_id", name="uq_transcript_items_session_item"),
         Index("ix_transcript_items_session_start", "session_id", "start_epoch"),
     )
+
+
+class ChatMessage(Base):
+    """A chat message of a session, stored when its meeting has ``persist_chat`` (see ``media.chat``)."""
+
+    __tablename__ = "chat_messages"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    """The message id sent to the participants."""
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    participant_id: Mapped[str] = mapped_column(String(36))
+    """The sender; kept when the participant is deleted later."""
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """The sender's display name when it was sent."""
+    text: Mapped[str] = mapped_column(Text)
+    """Plain text, as written (never markup)."""
+    sent_at: Mapped[datetime] = mapped_column()
+    """When the server received it."""
+
+    __table_args__ = (Index("ix_chat_messages_session_sent", "session_id", "sent_at"),)
+
+
+class SessionSummary(Base):
+    """The summary of a session's transcript (RealtimeKit's ``sessions/{id}/summary``), one per session."""
+
+    __tablename__ = "session_summaries"
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    """PENDING | RUNNING | COMPLETED | FAILED."""
+    backend: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """Which summarizer wrote it, e.g. ``extractive`` or ``openai-compatible:<model>``."""
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The summary, plain text."""
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why the last attempt failed."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -32,6 +32,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from roomtape.media.chat import ChatLog, ChatMessage
 from roomtape.media.events import EventEmitter
 from roomtape.media.forward import ForwardTrack, TrackFanout
 from roomtape.media.sdp import MediaSection, parse_media_sections
@@ -69,6 +70,7 @@ RoomEventName = Literal[
     "track_unpublished",
     "track_muted",
     "track_unmuted",
+    "chat_message",
 ]
 """Names of the events a :class:`Room` emits."""
 
@@ -186,6 +188,8 @@ class RoomEvent:
     """The participant the event is about."""
     track: PublishedTrack | None = None
     """The track, for track events."""
+    chat: ChatMessage | None = None
+    """The message, for ``chat_message`` (``participant_id`` is its sender)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +242,8 @@ class Room:
         """Subscribe to room events here."""
         self._configuration = configuration or RTCConfiguration(iceServers=[])
         self._participants: dict[str, Participant] = {}
+        self.chat = ChatLog()
+        """The newest chat messages of the room, for later joiners."""
 
     @property
     def participants(self) -> Mapping[str, Participant]:
@@ -256,6 +262,19 @@ class Room:
 
     def _emit(self, name: RoomEventName, participant_id: str, track: PublishedTrack | None = None) -> None:
         self.events.emit(name, RoomEvent(name, participant_id, track))
+
+    def post_chat(self, message: ChatMessage) -> None:
+        """Keep a checked chat message and emit ``chat_message`` to everyone listening.
+
+        Args:
+            message: From :func:`roomtape.media.chat.new_chat_message`; its sender must be in the room.
+
+        Raises:
+            ParticipantNotFoundError: if the sender is not in the room.
+        """
+        self._get(message.participant_id)
+        self.chat.add(message)
+        self.events.emit("chat_message", RoomEvent("chat_message", message.participant_id, chat=message))
 
     def join(self, participant_id: str, *, name: str | None = None) -> Participant:
         """Add a participant; emits ``participant_joined``. Joining twice returns the same participant.

@@ -71,6 +71,7 @@ def test_public_surface() -> None:
         "AUDIO_SAMPLE_RATE",
         "AgentRoom",
         "AudioPushTrack",
+        "ChatMessage",
         "JobContext",
         "RoomOptions",
         "Stream",

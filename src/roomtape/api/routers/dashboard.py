@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.context import ServerContext, get_context
 from roomtape.api.errors import error_response
+from roomtape.db.chat import list_session_chat
 from roomtape.db.models import (
     ApiToken,
     App,
@@ -48,6 +49,7 @@ from roomtape.db.models import (
     Participant,
     Recording,
     Session,
+    SessionSummary,
     TrackFile,
 )
 from roomtape.db.signin_links import SIGNIN_LINK_PATH, SigninLinkRefused, redeem_signin_link
@@ -688,6 +690,45 @@ async def sessions_page(
         rows,
         page,
         {"status": status, "meeting": meeting, "search": search, "start": start, "end": end},
+    )
+
+
+# --- one session -------------------------------------------------------------------------------------------
+
+
+@router.get("/sessions/{session_id}")
+async def session_page(request: Request, session_id: str) -> Response:
+    """One session: who was there, its recordings, its chat (when kept) and its summary."""
+    user = await current_user(request)
+    if user is None:
+        return _sign_in_redirect(request)
+    try:
+        answer = await _api(request, user, "GET", user.kit(f"/sessions/{quote(session_id, safe='')}"))
+    except _SignedOut:
+        return _sign_in_redirect(request)
+    if answer.error is not None:
+        status = answer.status if answer.status in (400, 404) else 502
+        return _page("error.html", request, user, status_code=status, message=answer.error)
+    data: dict[str, Any] = answer.body["data"]
+    async with get_context(request).sessions() as db:
+        meeting = await db.get(Meeting, data["associated_id"])
+        recordings = list(
+            await db.scalars(
+                select(Recording).where(Recording.session_id == data["id"]).order_by(Recording.invoked_time)
+            )
+        )
+        chat = await list_session_chat(db, data["id"])
+        summary = await db.get(SessionSummary, data["id"])
+        db.expunge_all()
+    return _page(
+        "session.html",
+        request,
+        user,
+        session=data,
+        meeting=meeting,
+        recordings=recordings,
+        chat=chat,
+        summary=summary,
     )
 
 

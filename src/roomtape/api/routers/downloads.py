@@ -35,6 +35,8 @@ _TYPES = {
     "json": "application/json",
     "vtt": "text/vtt",
     "srt": "application/x-subrip",
+    "csv": "text/csv; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
 }
 
 

@@ -29,10 +29,12 @@ from pydantic import TypeAdapter
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from roomtape.api.context import ServerContext, get_context
+from roomtape.db.chat import persists_chat, store_chat_message
 from roomtape.db.models import Meeting, Participant, Session
 from roomtape.domain.enums import MeetingStatus
 from roomtape.domain.tokens import verify_participant_token
 from roomtape.errors import Conflict, Forbidden, InvalidInput, NotFound, RoomtapeError, Unauthenticated
+from roomtape.media.chat import new_chat_message
 from roomtape.media.downlink import Downlink, DownlinkOffer
 from roomtape.media.ice import parse_addresses, use_host_addresses
 from roomtape.media.presence import DisconnectReason, Membership, Presence
@@ -326,6 +328,7 @@ class _Connection:
                     participant_json(p.id, p.name) for p in room.participants.values() if p.id != self._me
                 ],
                 "tracks": [track_json(t) for t in room.tracks() if t.participant_id != self._me],
+                "chat": [m.to_json() for m in room.chat.messages()],
             }
         )
         self._listen("participant_joined", lambda e: {"type": "participant_joined", "participant": self._who(e)})
@@ -334,6 +337,7 @@ class _Connection:
         self._listen("track_unpublished", lambda e: {"type": "track_unpublished", "track_id": self._track(e)["id"]})
         self._listen("track_muted", lambda e: {"type": "track_muted", "track_id": self._track(e)["id"]})
         self._listen("track_unmuted", lambda e: {"type": "track_unmuted", "track_id": self._track(e)["id"]})
+        self._listen("chat_message", lambda e: {"type": "chat", "message": e.chat.to_json() if e.chat else None})
         self._downlink = Downlink(room, self._me, self._offer)
         self._downlink.start()
 
@@ -397,12 +401,12 @@ class _Connection:
                 await self._handle(message)
             except (RoomtapeError, RoomError, ValueError) as exc:
                 text = exc.message if isinstance(exc, RoomtapeError) else str(exc)
-                self.send({"type": "error", "message": text, "request": _request_type(raw)})
+                self.send({"type": "error", "message": text, **_request_of(raw)})
             except Exception:
                 # A bug in handling one message must not silently drop the participant (their reader would
                 # end, and they would be recorded as having left): log it, tell the client, keep going.
                 log.exception("signaling: handling %r failed", _request_type(raw))
-                self.send({"type": "error", "message": "internal error", "request": _request_type(raw)})
+                self.send({"type": "error", "message": "internal error", **_request_of(raw)})
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -435,6 +439,8 @@ class _Connection:
             self._clock = ClockOffset(_seconds(message, "offset"), abs(_seconds(message, "uncertainty", 0.0)))
         elif kind == "transcript":
             await self._transcript(message)
+        elif kind == "chat":
+            await self._chat(message)
         else:
             raise InvalidInput(f"unknown message type {kind!r}")
 
@@ -470,6 +476,24 @@ class _Connection:
             }
         )
 
+    async def _chat(self, message: dict[str, Any]) -> None:
+        """Check a chat message, store it if the meeting persists chat, then deliver it to everyone else.
+
+        Stored before delivered: a message someone saw is never missing from the export. A refused message
+        (empty, too long) is neither stored nor delivered; the sender gets ``error`` with ``request: chat``.
+        """
+        me = self._room.participants.get(self._me)
+        chat = new_chat_message(self._me, me.name if me else self._membership.name, message.get("text"))
+        ctx: ServerContext = self._ws.app.state.ctx
+        async with ctx.sessions() as db:
+            if await persists_chat(db, self._membership.meeting_id):
+                store_chat_message(
+                    db, app_id=self._membership.app_id, session_id=self._membership.session_id, message=chat
+                )
+                await db.commit()
+        self._room.post_chat(chat)
+        self.send({"type": "chat_sent", "request_id": message.get("request_id"), "message": chat.to_json()})
+
     async def finish(self) -> None:
         """Stop listening, close the downlink and leave the room."""
         for name, handler in self._handlers:
@@ -498,6 +522,16 @@ def _request_type(raw: str) -> str | None:
         value = json.loads(raw).get("type")
         return value if isinstance(value, str) else None
     return None
+
+
+def _request_of(raw: str) -> dict[str, Any]:
+    """``request`` (the failed message's type) and its ``request_id`` if it had one, for ``error``."""
+    fields: dict[str, Any] = {"request": _request_type(raw)}
+    with contextlib.suppress(ValueError, AttributeError):
+        request_id = json.loads(raw).get("request_id")
+        if request_id is not None:
+            fields["request_id"] = request_id
+    return fields
 
 
 async def _refuse(websocket: WebSocket, exc: RoomtapeError) -> None:

@@ -46,6 +46,39 @@ function renderPeople() {
   );
 }
 
+function renderChatMessage(message) {
+  // textContent, never innerHTML: chat is plain text, and "<img onerror=…>" must show as written.
+  const li = document.createElement("li");
+  li.dataset.message = message.id;
+  const who = document.createElement("strong");
+  who.textContent = message.participant_id === client.participantId ? "You" : message.name || "Participant";
+  const when = document.createElement("time");
+  when.dateTime = new Date(message.time * 1000).toISOString();
+  when.textContent = new Date(message.time * 1000).toLocaleTimeString();
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = message.text;
+  li.append(who, " ", when, " ", text);
+  $("chat-log").append(li);
+}
+
+client.addEventListener("welcome", () => {
+  $("chat-log").replaceChildren();
+  client.chat.forEach(renderChatMessage);
+});
+client.addEventListener("chat", (ev) => renderChatMessage(ev.detail.message));
+$("chat-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = $("chat-text");
+  if (!input.value.trim()) return;
+  try {
+    renderChatMessage(await client.sendChat(input.value));
+    input.value = "";
+  } catch (err) {
+    status(`Message not sent: ${err.message}`);
+  }
+});
+
 client.addEventListener("track", (ev) => {
   tileFor(ev.detail).srcObject = ev.detail.stream;
 });
@@ -71,7 +104,7 @@ client.addEventListener("error", (ev) => status(`Error: ${ev.detail.message}`));
 
 function setJoined(joined) {
   $("join").disabled = joined;
-  for (const id of ["mute-audio", "mute-video", "share", "leave"]) $(id).disabled = !joined;
+  for (const id of ["mute-audio", "mute-video", "share", "leave", "chat-text", "chat-send"]) $(id).disabled = !joined;
 }
 
 function toggle(button, onText, offText, apply) {

@@ -29,6 +29,7 @@ function waitIceComplete(pc, timeoutMs = 3000) {
  *   participant_joined {participant} · participant_left {participantId}
  *   track_published {track} · track_unpublished {trackId} · track_muted {trackId} · track_unmuted {trackId}
  *   track {track: MediaStreamTrack, stream, trackId, participantId, kind}  (remote media arrived)
+ *   chat {message: {id, participant_id, name, text, time}}  (someone else wrote; plain text, never markup)
  *   kicked · error {message} · closed {code}
  */
 export class RoomtapeClient extends EventTarget {
@@ -44,11 +45,14 @@ export class RoomtapeClient extends EventTarget {
     this.tracks = new Map(); // remote track id -> {id, participant_id, kind, muted}
     this.localTracks = new Map(); // kind -> {trackId, sender, track}
     this.remote = new Map(); // remote track id -> {track, stream}
+    this.chat = []; // the session's chat, oldest first: history from the welcome, then sent and received
     this._pendingMids = {}; // mid -> {track_id, participant_id, kind} from the last server offer
     this._ws = null;
     this._pub = null;
     this._sub = null;
     this._waiters = new Map(); // message type -> [resolve, reject]
+    this._chatRequests = 0;
+    this._pendingChat = new Map(); // request_id -> [resolve, reject]
   }
 
   _emit(type, detail = {}) {
@@ -75,7 +79,9 @@ export class RoomtapeClient extends EventTarget {
     this._ws.addEventListener("message", (ev) => this._onMessage(JSON.parse(ev.data)));
     this._ws.addEventListener("close", (ev) => {
       for (const [, [, reject]] of this._waiters) reject(new Error(`signaling closed (${ev.code})`));
+      for (const [, [, reject]] of this._pendingChat) reject(new Error(`signaling closed (${ev.code})`));
       this._waiters.clear();
+      this._pendingChat.clear();
       this._emit("closed", { code: ev.code, reason: ev.reason });
     });
     return welcome;
@@ -89,7 +95,20 @@ export class RoomtapeClient extends EventTarget {
         this.sessionId = msg.session_id;
         for (const p of msg.participants) this.participants.set(p.id, p);
         for (const t of msg.tracks) this.tracks.set(t.id, t);
+        this.chat = [...(msg.chat || [])];
         break;
+      case "chat":
+        this.chat.push(msg.message);
+        break;
+      case "chat_sent": {
+        const pending = this._pendingChat.get(msg.request_id);
+        if (pending) {
+          this._pendingChat.delete(msg.request_id);
+          this.chat.push(msg.message);
+          pending[0](msg.message);
+        }
+        break;
+      }
       case "participant_joined":
         this.participants.set(msg.participant.id, msg.participant);
         break;
@@ -117,6 +136,11 @@ export class RoomtapeClient extends EventTarget {
         if (pending) {
           this._waiters.delete(reply);
           pending[1](new Error(msg.message));
+        }
+        const chat = msg.request === "chat" && this._pendingChat.get(msg.request_id);
+        if (chat) {
+          this._pendingChat.delete(msg.request_id);
+          chat[1](new Error(msg.message));
         }
         break;
       }
@@ -239,6 +263,19 @@ export class RoomtapeClient extends EventTarget {
       };
     }
     return out;
+  }
+
+  /**
+   * Send a chat message (plain text, at most 4000 characters). Resolves with the message as the server
+   * stamped it ({id, participant_id, name, text, time}); rejects with the server's reason if refused
+   * (then nothing was stored or delivered).
+   */
+  sendChat(text) {
+    const requestId = ++this._chatRequests;
+    return new Promise((resolve, reject) => {
+      this._pendingChat.set(requestId, [resolve, reject]);
+      this._send({ type: "chat", text, request_id: requestId });
+    });
   }
 
   /** Leave the meeting: tell the server, close both connections. */

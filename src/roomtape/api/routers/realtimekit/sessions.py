@@ -4,25 +4,29 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import app_of
-from roomtape.api.context import get_db
+from roomtape.api.context import get_context, get_db
+from roomtape.api.routers.downloads import signer_of
 from roomtape.api.routers.realtimekit import schemas as s
 from roomtape.api.routers.realtimekit.convert import (
     Page,
     TimeQuery,
+    iso,
     parse_time,
     session_out,
     session_participant_out,
 )
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Paging, paging
+from roomtape.db.chat import chat_csv, list_session_chat
 from roomtape.db.models import App, Meeting, Session, SessionParticipant, utcnow
 from roomtape.errors import NotFound
+from roomtape.storage.exports import publish_export
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/sessions", tags=["sessions"])
 
@@ -55,6 +59,22 @@ class SessionParticipantResponse(BaseModel):
 
     success: bool = True
     data: s.SessionParticipantDetail
+
+
+class SessionChat(BaseModel):
+    """Where to download a session's chat (RealtimeKit's shape)."""
+
+    chat_download_url: str
+    """Signed URL of the chat export (CSV)."""
+    chat_download_url_expiry: str
+    """When the URL stops working (ISO 8601)."""
+
+
+class SessionChatResponse(BaseModel):
+    """Response of "get session chat"."""
+
+    success: bool = True
+    data: SessionChat
 
 
 async def get_session(db: AsyncSession, app: App, session_id: str) -> tuple[Session, Meeting]:
@@ -208,4 +228,37 @@ async def get_session_participant(
         raise NotFound("participant not found in this session")
     return SessionParticipantResponse(
         data=s.SessionParticipantDetail(participant=session_participant_out(stay, include_peer_events))
+    )
+
+
+@router.get("/{session_id}/chat", response_model=SessionChatResponse, summary="Get a session's chat download URL")
+async def get_session_chat(
+    session_id: str,
+    request: Request,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> SessionChatResponse:
+    """A signed, expiring URL of the session's chat as CSV (kept when the meeting has ``persist_chat``).
+
+    404 when nothing of the session's chat was kept: its meeting did not persist chat, or no one wrote.
+    """
+    sess, meeting = await get_session(db, app, session_id)
+    rows = await list_session_chat(db, sess.id)
+    if not rows:
+        why = "no one wrote" if meeting.persist_chat else "its meeting does not persist_chat"
+        raise NotFound(f"this session has no stored chat: {why}")
+    await db.close()
+    ctx = get_context(request)
+    signed = await publish_export(
+        ctx.settings,
+        signer_of(ctx),
+        app_id=app.id,
+        session_id=sess.id,
+        kind="chat",
+        file_name="chat.csv",
+        content=chat_csv(rows),
+        expires_in=ctx.settings.download_url_ttl_secs,
+    )
+    return SessionChatResponse(
+        data=SessionChat(chat_download_url=signed.url, chat_download_url_expiry=iso(signed.expires_at))
     )
