@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.db.models import Account, ApiToken, App
+from roomtape.db.presets import add_default_presets
 from roomtape.domain.secretbox import SecretBox
 from roomtape.domain.tokens import hash_api_token, new_api_token
 
@@ -37,9 +38,11 @@ def set_api_secret(app: App, box: SecretBox) -> str:
 
 
 async def create_app(db: AsyncSession, account_id: str, name: str) -> App:
-    """Create an app in an existing account. The caller commits."""
+    """Create an app in an existing account, with the default presets. The caller commits."""
     app = App(account_id=account_id, name=name)
     db.add(app)
+    await db.flush()
+    add_default_presets(db, app.id)
     await db.flush()
     return app
 

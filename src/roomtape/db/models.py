@@ -144,6 +144,25 @@ class Meeting(Base):
     __table_args__ = (Index("ix_meetings_app_created", "app_id", "created_at"),)
 
 
+class Preset(Base):
+    """A RealtimeKit preset of an app: what its participants may do (``roomtape.domain.presets``)."""
+
+    __tablename__ = "presets"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    permissions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    ui: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("app_id", "name", name="uq_presets_app_name"),
+        Index("ix_presets_app_created", "app_id", "created_at"),
+    )
+
+
 class Participant(Base):
     """A participant added to a meeting; joins with a signed token."""
 

@@ -159,18 +159,24 @@ def test_participants_lifecycle(cf: Cloudflare, server: Server) -> None:
     claims = jwt.decode(alice.token, options={"verify_signature": False})
     assert claims["mtg"] == m.id and claims["sub"] == alice.id and claims["exp"] > claims["iat"]
 
-    bob = meetings.add_participant(m.id, **_ids(server), custom_participant_id="bob-1", preset_name="guest").data
+    bob = meetings.add_participant(
+        m.id, **_ids(server), custom_participant_id="bob-1", preset_name="group_call_participant"
+    ).data
     assert bob is not None
     with pytest.raises(cloudflare.ConflictError):
-        meetings.add_participant(m.id, **_ids(server), custom_participant_id="bob-1", preset_name="guest")
+        meetings.add_participant(
+            m.id, **_ids(server), custom_participant_id="bob-1", preset_name="group_call_participant"
+        )
 
     listed = meetings.get_meeting_participants(m.id, **_ids(server), per_page=1)
     assert listed.paging.total_count == 2 and [p.id for p in listed.data] == [alice.id]
     got = meetings.get_meeting_participant(bob.id, **ids)
-    assert got.data.id == bob.id and got.data.preset_name == "guest"
+    assert got.data.id == bob.id and got.data.preset_name == "group_call_participant"
 
-    edited = meetings.edit_participant(bob.id, **ids, name="Bob", preset_name="host")
-    assert edited.data and edited.data.name == "Bob" and edited.data.preset_name == "host" and edited.data.token
+    edited = meetings.edit_participant(bob.id, **ids, name="Bob", preset_name="group_call_host")
+    assert (
+        edited.data and edited.data.name == "Bob" and edited.data.preset_name == "group_call_host" and edited.data.token
+    )
 
     old_token = alice.token
     refreshed = meetings.refresh_participant_token(alice.id, **ids)
@@ -223,7 +229,7 @@ def test_sessions_and_active_session(cf: Cloudflare, server: Server) -> None:
     assert m is not None
     people = [
         kit.meetings.add_participant(
-            m.id, **_ids(server), custom_participant_id=f"p{i}", preset_name="guest", name=f"P{i}"
+            m.id, **_ids(server), custom_participant_id=f"p{i}", preset_name="group_call_participant", name=f"P{i}"
         ).data
         for i in range(3)
     ]
@@ -296,7 +302,7 @@ def test_auth_missing_wrong_and_foreign_tokens(cf: Cloudflare, server: Server) -
 
     # A participant join token is refused by the admin API.
     token = cf.realtime_kit.meetings.add_participant(
-        m.id, **_ids(server), custom_participant_id="eve", preset_name="guest"
+        m.id, **_ids(server), custom_participant_id="eve", preset_name="group_call_participant"
     ).data.token
     r = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401 and "participant" in r.json()["error"]["message"]

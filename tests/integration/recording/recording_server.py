@@ -152,7 +152,7 @@ async def open_meeting(srv: LiveServer, *names: str) -> MeetingRoom:
         await db.flush()
         participants = {}
         for name in names:
-            p = Participant(meeting_id=meeting.id, custom_participant_id=name, preset_name="host", name=name)
+            p = Participant(meeting_id=meeting.id, custom_participant_id=name, preset_name="group_call_host", name=name)
             db.add(p)
             participants[name] = p
         await db.flush()

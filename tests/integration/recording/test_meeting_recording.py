@@ -241,7 +241,9 @@ async def test_record_on_start_and_all_peers_left(srv: LiveServer) -> None:
         )
         db.add(meeting)
         await db.flush()
-        p = Participant(meeting_id=meeting.id, custom_participant_id="carol", preset_name="host", name="carol")
+        p = Participant(
+            meeting_id=meeting.id, custom_participant_id="carol", preset_name="group_call_host", name="carol"
+        )
         db.add(p)
         await db.flush()
         session, _ = await lifecycle.participant_joined(db, meeting, p)

@@ -61,7 +61,11 @@ def new_session(cf: Cloudflare, server: Server) -> str:
     m = kit.meetings.create(server.app_id, account_id=server.account_id, title="Agent call").data
     assert m is not None
     p = kit.meetings.add_participant(
-        m.id, account_id=server.account_id, app_id=server.app_id, custom_participant_id="u", preset_name="guest"
+        m.id,
+        account_id=server.account_id,
+        app_id=server.app_id,
+        custom_participant_id="u",
+        preset_name="group_call_participant",
     ).data
     assert p is not None
 

@@ -16,6 +16,7 @@ from roomtape.api.routers.realtimekit.convert import Page, TimeQuery, meeting_ou
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Envelope, ListEnvelope, paging
 from roomtape.db.models import App, Meeting, Participant, utcnow
+from roomtape.db.presets import preset_by_name, require_preset_name
 from roomtape.domain.ids import preset_id
 from roomtape.domain.tokens import sign_participant_token
 from roomtape.errors import Conflict, NotFound
@@ -207,6 +208,7 @@ async def add_participant(
 ) -> Envelope[s.ParticipantWithToken]:
     """Add a participant; the response carries its join token."""
     meeting = await get_meeting(db, app, meeting_id)
+    await require_preset_name(db, app.id, body.preset_name)
     participant = Participant(
         meeting_id=meeting.id,
         custom_participant_id=body.custom_participant_id,
@@ -286,6 +288,8 @@ async def edit_participant(
         value = getattr(body, name)
         if value is None and name == "preset_name":
             continue  # null means "leave as it is": a participant always has a preset
+        if name == "preset_name":
+            await require_preset_name(db, app.id, value)  # applies from the participant's next join
         setattr(participant, name, value)
     participant.updated_at = utcnow()
     await db.commit()
@@ -303,11 +307,12 @@ async def delete_participant(
     """Remove a participant; its tokens stop working."""
     meeting = await get_meeting(db, app, meeting_id)
     participant = await get_participant(db, meeting, participant_id)
+    preset = await preset_by_name(db, app.id, participant.preset_name)
     data = s.ParticipantDeleted(
         created_at=participant.created_at,
         updated_at=participant.updated_at,
         custom_participant_id=participant.custom_participant_id,
-        preset_id=preset_id(participant.preset_name),
+        preset_id=preset.id if preset is not None else preset_id(participant.preset_name),
     )
     await db.delete(participant)
     await db.commit()
