@@ -34,7 +34,7 @@ from roomtape.webhooks.outbound import check_url
 
 router = APIRouter(prefix="/v2/recordings/participant/track", tags=["videosdk"])
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
 
 
 @dataclass(frozen=True, slots=True)
