@@ -174,24 +174,35 @@ def decode_alone(path: Path, seconds: float) -> float:
     return seconds / (cpu_self() - cpu)
 
 
-def encode_alone(codec: str, seconds: float, options: dict[str, str]) -> float:
-    """Media seconds per CPU second of one encoder on a stereo 48 kHz tone, 1 s blocks handed over (PyAV re-frames)."""
+def encode_alone(codec: str, seconds: float, options: dict[str, str], channels: int = 2) -> float:
+    """Media seconds per CPU second of one encoder (PyAV's build) on a 48 kHz tone, 1 s blocks (PyAV re-frames)."""
     ctx = av.CodecContext.create(codec, "w")
     assert isinstance(ctx, av.AudioCodecContext)
-    ctx.sample_rate, ctx.layout, ctx.bit_rate = 48000, "stereo", 128_000
+    layout = "stereo" if channels == 2 else "mono"
+    ctx.sample_rate, ctx.layout, ctx.bit_rate = 48000, layout, 128_000
     ctx.format = "flt" if codec == "libopus" else "fltp"
     ctx.time_base = Fraction(1, 48000)
     ctx.options = options
     t = np.arange(48000) / 48000
     block = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]).astype(np.float32) * 0.3
+    block = block[:channels]
     data = np.ascontiguousarray(block.T.reshape(1, -1)) if ctx.format.name == "flt" else block
     cpu = cpu_self()
     for k in range(round(seconds)):
-        frame = av.AudioFrame.from_ndarray(data, format=ctx.format.name, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(data, format=ctx.format.name, layout=layout)
         frame.sample_rate, frame.pts = 48000, k * 48000
         ctx.encode(frame)
     ctx.encode(None)
     return round(seconds) / (cpu_self() - cpu)
+
+
+def encode_alone_ffmpeg(ffmpeg: str, codec_args: list[str], channels: int, seconds: float) -> float:
+    """The same encoder through the ``ffmpeg`` CLI (its own FFmpeg and codec builds), on a generated tone."""
+    cmd = [ffmpeg, "-v", "error", "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds:g}"]
+    cmd += ["-ac", str(channels), *codec_args, "-f", "null", "-"]
+    cpu = cpu_children()
+    subprocess.run(cmd, check=True)
+    return seconds / (cpu_children() - cpu)
 
 
 def main() -> None:
@@ -268,6 +279,20 @@ def main() -> None:
             "aac_fast_encode_stereo_128k_x_real_time": encode_alone("aac", media, {"aac_coder": "fast"}),
             "libmp3lame_encode_stereo_128k_x_real_time": encode_alone("libmp3lame", media, {}),
         }
+        # PyAV's wheels bundle their own FFmpeg and codec libraries: the same encoder can cost differently there
+        components["ffmpeg_cli_libopus_encode_stereo_128k_x_real_time"] = encode_alone_ffmpeg(
+            ffmpeg, OPUS_ARGS, 2, media
+        )
+        components["ffmpeg_cli_aac_fast_encode_stereo_128k_x_real_time"] = encode_alone_ffmpeg(
+            ffmpeg, AAC_ARGS, 2, media
+        )
+        components["ffmpeg_cli_libmp3lame_encode_stereo_128k_x_real_time"] = encode_alone_ffmpeg(
+            ffmpeg, MP3_ARGS, 2, media
+        )
+        components["ffmpeg_cli_libmp3lame_encode_mono_128k_x_real_time"] = encode_alone_ffmpeg(
+            ffmpeg, MP3_ARGS, 1, media
+        )
+        components["libmp3lame_encode_mono_128k_x_real_time"] = encode_alone("libmp3lame", media, {}, channels=1)
         print("components:", {k: round(v) for k, v in components.items()}, flush=True)
     result["runs"] = runs
     result["components"] = components

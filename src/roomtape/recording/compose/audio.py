@@ -1,5 +1,6 @@
 import logging
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from typing import Final
 
 import av
@@ -121,14 +122,20 @@ class AudioSource:
             with av.open(str(segment.path)) as container:
                 stream = container.streams.audio[0]
                 resampler: av.AudioResampler | None = None
+                time_base: Fraction | None = None
+                num, den = 0, 1
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         continue
-                    pos = origin + round(frame.pts * (frame.time_base or 0) * MIX_RATE)
+                    if frame.time_base != time_base:
+                        # pts to mix samples in integers, not Fraction arithmetic per 20 ms frame
+                        time_base = frame.time_base or Fraction(1, 1000)
+                        num, den = MIX_RATE * time_base.numerator, time_base.denominator
+                    pos = origin + (frame.pts * num + den // 2) // den
                     if frame.format.name == "fltp" and frame.sample_rate == MIX_RATE:
-                        # FFmpeg's Opus decoder already gives 48 kHz planar float: no resampler pass per frame
-                        planar: Samples = frame.to_ndarray().astype(np.float32, copy=False)
-                        yield pos, self._map_channels(planar)
+                        # FFmpeg's Opus decoder already gives 48 kHz planar float: no resampler pass, and the
+                        # planes are read directly (to_ndarray stacks them through np.vstack)
+                        yield pos, self._planes(frame)
                         continue
                     if resampler is None:
                         resampler = av.AudioResampler(format="fltp", rate=MIX_RATE)
@@ -138,6 +145,14 @@ class AudioSource:
                         pos += arr.shape[1]
         except av.FFmpegError as exc:  # a truncated or damaged file: keep what decoded
             log.warning("%s: audio decoding stopped: %s", segment.path, exc)
+
+    def _planes(self, frame: av.AudioFrame) -> Samples:
+        n = frame.samples
+        planes = [np.frombuffer(memoryview(plane), np.float32, n) for plane in frame.planes]
+        if self._channels == 1 and len(planes) == 2:
+            mono: Samples = ((planes[0] + planes[1]) * np.float32(0.5))[np.newaxis]
+            return mono
+        return self._map_channels(np.stack(planes))
 
     def _map_channels(self, arr: Samples) -> Samples:
         have = arr.shape[0]
