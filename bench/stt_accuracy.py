@@ -151,7 +151,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stt_accuracy.json")
     args = parser.parse_args()
-    sphinx = PocketSphinx()
+    sphinx = PocketSphinx(in_process=True)  # in this process, so that os.times() counts its CPU
     await sphinx.transcribe(speak("warm up"))  # load the model outside the measurements
     clean = [_with_lead(speak(t)) for t in TEXTS]
     conditions: dict[str, Any] = {}

@@ -11,8 +11,9 @@ Open it in a browser and join with your microphone. The agent:
 - greets you with espeak-ng speech (``espeak-ng --stdout``, resampled to 48 kHz PCM and pushed through the
   SDK's audio track);
 - listens with a simple energy voice-activity detector on the PCM it receives from you, and after each thing
-  you say answers with the next canned line (there is no speech recognition: your turns are reported as
-  ``user_input_transcribed`` items that say how long you spoke, with their times);
+  you say answers with the next canned line; what you said is transcribed by roomtape's speech-to-text seam
+  (the embedded offline PocketSphinx, or the OpenAI-compatible server ``ROOMTAPE_STT_URL`` names) and reported
+  as a ``user_input_transcribed`` item with your words, their timings and the turn's times;
 - reports every line it speaks as a ``conversation_item_added`` item whose start is when its audio goes out;
 - records with ``recording=True``: a track file for you and one for itself, and a stereo composite with
   you on the left and the agent on the right.
@@ -42,7 +43,9 @@ import httpx
 import numpy as np
 
 from roomtape.agents import AUDIO_SAMPLE_RATE, AgentRoom, JobContext, RoomOptions
+from roomtape.config import load_settings
 from roomtape.media.ice import parse_addresses, use_host_addresses
+from roomtape.transcripts.stt import SAMPLE_RATE, PcmAudio, SpeechToText, stt_backend
 
 GREETING = "Hello! I am the roomtape demo agent. This call is recorded. How can I help you today?"
 ANSWERS = (
@@ -54,6 +57,10 @@ GOODBYE = "Thank you for calling. Goodbye!"
 
 FRAME = 0.02
 """Seconds per PCM frame the SDK hands over."""
+HEARD_KEEP = 30.0
+"""Seconds of each user's audio kept for transcribing their current turn."""
+TURN_MARGIN = 0.3
+"""Seconds of audio kept around a turn the energy detector found (it cuts soft word edges)."""
 
 
 def say(**event: Any) -> None:
@@ -124,6 +131,29 @@ class EnergyVad:
         return None
 
 
+class Heard:
+    """A user's recent PCM frames with their start times on the agent's clock, to cut turns out of."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, np.ndarray]] = []
+
+    def add(self, at: float, pcm: np.ndarray) -> None:
+        """Keep a frame; forget what is older than :data:`HEARD_KEEP`."""
+        self.frames.append((at, pcm))
+        while self.frames and self.frames[0][0] < at - HEARD_KEEP:
+            self.frames.pop(0)
+
+    def cut(self, start: float, end: float) -> tuple[float, PcmAudio]:
+        """The audio from ``start`` to ``end`` as 16 kHz PCM for speech-to-text, and when its first sample was."""
+        chosen = [(at, pcm) for at, pcm in self.frames if start <= at + len(pcm) / AUDIO_SAMPLE_RATE and at <= end]
+        if not chosen:
+            return start, PcmAudio(b"")
+        x = np.concatenate([pcm for _, pcm in chosen]).astype(np.float64)
+        n = int(len(x) * SAMPLE_RATE / AUDIO_SAMPLE_RATE)
+        down = np.interp(np.arange(n) * AUDIO_SAMPLE_RATE / SAMPLE_RATE, np.arange(len(x)), x)
+        return chosen[0][0], PcmAudio(np.clip(down, -32768, 32767).astype(np.int16).tobytes())
+
+
 class Agent:
     """The conversation: greet, answer each user turn with the next line, say goodbye.
 
@@ -131,9 +161,10 @@ class Agent:
     and each line is spoken by a task of its own. While the agent talks, the user's audio starts no turn.
     """
 
-    def __init__(self, room: AgentRoom, voice: str) -> None:
+    def __init__(self, room: AgentRoom, voice: str, stt: SpeechToText) -> None:
         self.room = room
         self.voice = voice
+        self.stt = stt
         self.lines: asyncio.Queue[str | None] = asyncio.Queue()
         self.busy = False
         """True from the moment a line is queued until it has been played."""
@@ -158,38 +189,54 @@ class Agent:
         self.done.set()
 
     async def listen(self, participant_id: str, frames: AsyncIterator[np.ndarray]) -> None:
-        """Answer after each utterance of one user."""
+        """Answer after each utterance of one user, and transcribe it (in a task: listening goes on)."""
         vad = EnergyVad()
-        turns = 0
+        heard = Heard()
+        pending: list[asyncio.Task[None]] = []
         async for pcm in frames:
             at = self.room.now() - len(pcm) / AUDIO_SAMPLE_RATE  # when the frame started, on the agent's clock
+            heard.add(at, pcm)
             if self.busy:
                 vad.reset()  # the agent is talking: turns start when it is done
                 continue
             utterance = vad.feed(pcm, at)
             if utterance is None or not self.answers:
                 continue
-            turns += 1
             start, end = utterance
             self.queue(self.answers.pop(0))
             if not self.answers:
                 self.queue(GOODBYE)
                 self.queue(None)
-            item = await self.room.user_input_transcribed(
-                f"(user turn {turns}: {end - start:.1f} s of speech)",
-                True,
-                speaker_id=participant_id,
-                start=start,
-                end=end,
-                participant_id=participant_id,
-            )
-            say(
-                event="heard",
-                participant_id=participant_id,
-                item_id=item["id"],
-                start=item["start"],
-                seconds=round(end - start, 3),
-            )
+            origin, audio = heard.cut(start - TURN_MARGIN, end + TURN_MARGIN)
+            pending.append(asyncio.create_task(self.transcribe(participant_id, start, end, origin, audio)))
+        await asyncio.gather(*pending)
+
+    async def transcribe(self, participant_id: str, start: float, end: float, origin: float, audio: PcmAudio) -> None:
+        """Speech-to-text of one turn, reported as ``user_input_transcribed`` with its words' times."""
+        try:
+            result = await self.stt.transcribe(audio)
+            text, words = result.text, [(w.word, origin + w.start, origin + w.end) for w in result.words]
+        except Exception as exc:  # a failed transcription still reports the turn
+            text, words = f"(not transcribed: {exc})", []
+        if words:  # the turn spans the words heard, which the energy detector may have cut
+            start, end = min(start, words[0][1]), max(end, words[-1][2])
+        item = await self.room.user_input_transcribed(
+            text or "(inaudible)",
+            True,
+            speaker_id=participant_id,
+            start=start,
+            end=end,
+            participant_id=participant_id,
+            words=words,
+        )
+        say(
+            event="heard",
+            participant_id=participant_id,
+            item_id=item["id"],
+            text=text,
+            start=item["start"],
+            seconds=round(end - start, 3),
+        )
 
     async def run(self) -> None:
         """Greet each user whose audio arrives, then listen to them."""
@@ -251,7 +298,9 @@ async def main(args: argparse.Namespace) -> None:
         room = await ctx.connect()
         for note in room.recording_notes:
             print(f"recording: {note}", file=sys.stderr)
-        agent = Agent(room, args.voice)
+        stt = stt_backend(load_settings())  # ROOMTAPE_STT_URL picks a server; else the embedded PocketSphinx
+        await stt.transcribe(PcmAudio(b""))  # load the model now, not during the caller's first turn
+        agent = Agent(room, args.voice, stt)
         runner = asyncio.create_task(agent.run())
         left = asyncio.Event()
         room.client.on("participant_left", lambda _: left.set() if not room.client.participants else None)
@@ -265,6 +314,7 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.gather(runner, *waits, return_exceptions=True)
             session_id = room.session_id
             await ctx.shutdown()  # stops the recordings, leaves
+            await stt.aclose()
         r = await http.get(f"{base}/v1/sessions/{session_id}/transcript", params={"format": "json"})
         r.raise_for_status()
         if args.transcript_out:

@@ -33,7 +33,7 @@ class SttServer:
     port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
-        self._backend = PocketSphinx()
+        self._backend = PocketSphinx(in_process=True)  # its CPU counts in this process (bench/stt_accuracy.py)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 

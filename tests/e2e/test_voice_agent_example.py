@@ -169,6 +169,13 @@ def test_voice_agent_example_talks_with_a_browser_caller(server: Server, tmp_pat
     # A whole sentence of the caller's (each is over 2 s; the VAD waits for silence after the agent spoke).
     assert heard[0]["end"] - heard[0]["start"] > 1.2, heard[0]
     assert heard[0]["start"] < said[1]["start"]  # the answer came after the caller spoke
+    # Real speech-to-text (the embedded PocketSphinx), not a placeholder: words, timed inside the turn.
+    print("heard:", [i["text"] for i in heard])
+    words = heard[0]["words"]
+    assert words and heard[0]["text"] == " ".join(w["word"] for w in words), heard[0]
+    assert all(heard[0]["start"] - 0.01 <= w["start"] <= w["end"] <= heard[0]["end"] + 0.01 for w in words)
+    spoken = {w.strip(".,!?'").lower() for line in CALLER_LINES for w in line.split()}
+    assert spoken & {w["word"] for i in heard for w in i["words"]}, heard  # some of the caller's words
 
     # The composite: stereo, the caller's speech on the left during their turn, the agent's on the right.
     composite = uploaded(server, done["composite_recording_id"])

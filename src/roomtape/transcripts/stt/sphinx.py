@@ -5,18 +5,24 @@ recogniser: see ``bench/stt_accuracy.py`` for measured WER); word timings are go
 what the transcript's alignment to the recording needs. Configure an OpenAI-compatible server
 (``ROOMTAPE_STT_URL``) for Whisper-class accuracy.
 
+PocketSphinx's decoder holds the GIL for the whole of a decode (measured: a 9 s decode stopped every other
+thread of the process for 8 s), so a thread would freeze the server's event loop and the live media with it:
+decoding runs in a worker process of its own (``spawn``ed, one per server, its decoder kept loaded), and
+``transcribe`` only waits for it (the event loop's longest stall during a 12 s decode: 0.2 s, at load 10).
 Audio is decoded in utterances of up to 40 s, cut at quiet moments; only stretches where PocketSphinx's
 voice-activity endpointer hears speech are decoded, and only words overlapping speech are kept (the search
-otherwise "hears" words in silence). Decoding runs in a worker thread, one
-decoder per backend (loading the model takes about two seconds, so the decoder is kept).
+otherwise "hears" words in silence). Loading the model takes about two seconds, so the decoder is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import re
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -37,6 +43,37 @@ _VARIANT = re.compile(r"\(\d+\)$")
 """``the(2)``: the dictionary's second pronunciation of "the"."""
 
 
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_worker_backend: PocketSphinx | None = None
+"""The decoder of a worker process (set in the worker, never in the server)."""
+
+
+def _decoder_pool() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            # spawn, not fork: the server has threads (aiortc, PyAV) that a forked child would inherit mid-flight.
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+def _reset_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def _decode_in_worker(samples: bytes, options: dict[str, Any]) -> Transcription:
+    """Runs in the worker process: decode with that process's kept decoder."""
+    global _worker_backend
+    if _worker_backend is None:
+        _worker_backend = PocketSphinx(options, in_process=True)
+    return _worker_backend.transcribe_sync(PcmAudio(samples))
+
+
 def _english(language: str | None) -> bool:
     return language is None or language.lower().split("-")[0] == "en"
 
@@ -46,16 +83,21 @@ class PocketSphinx:
 
     Args:
         decoder_options: Extra ``pocketsphinx.Config`` options (``{"beam": 1e-60}`` etc.).
+        in_process: Decode in a thread of this process instead of the worker process (benchmarks, the worker
+            itself; never in a process with an event loop that must stay responsive).
     """
 
     name = "pocketsphinx/en-us"
     VAD_PAD_SECS = 0.3
     """Slack around the endpointer's speech spans: it decides on 0.3 s windows."""
+    LOUD_DBFS = -35.0
+    """A 10 ms frame louder than this counts as speech even if the endpointer disagrees."""
     MAX_UTTERANCE_SECS = 40.0
     """Longest stretch decoded as one utterance (a search over minutes of audio costs memory and time)."""
 
-    def __init__(self, decoder_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, decoder_options: dict[str, Any] | None = None, in_process: bool = False) -> None:
         self._options = dict(decoder_options or {})
+        self._in_process = in_process
         self._lock = threading.Lock()
         self._decoder: Any = None
 
@@ -76,10 +118,17 @@ class PocketSphinx:
             raise SttError(f"pocketsphinx has no model for language {options.language!r}", retryable=False)
         if audio.sample_rate != SAMPLE_RATE:
             raise SttError(f"pocketsphinx needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate}", retryable=False)
-        return await asyncio.to_thread(self.transcribe_sync, audio)
+        if self._in_process:
+            return await asyncio.to_thread(self.transcribe_sync, audio)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(_decoder_pool(), _decode_in_worker, audio.samples, self._options)
+        except BrokenProcessPool:
+            _reset_pool()  # the worker died (killed, out of memory): the next call starts a new one
+            raise SttError("the pocketsphinx worker process died", retryable=True) from None
 
     def transcribe_sync(self, audio: PcmAudio) -> Transcription:
-        """:meth:`transcribe` on the calling thread (for benchmarks and worker threads)."""
+        """:meth:`transcribe` on the calling thread (holding the GIL throughout: see the module docstring)."""
         words: list[SpokenWord] = []
         with self._lock:
             decoder = self._get_decoder()
@@ -115,10 +164,16 @@ class PocketSphinx:
         if not audio.samples:
             return []
         segmenter = Segmenter(sample_rate=SAMPLE_RATE, vad_mode=0)  # 0: the loosest, keeps quiet speech
-        return [
-            (float(s.start_time) - self.VAD_PAD_SECS, float(s.end_time) + self.VAD_PAD_SECS)
-            for s in segmenter.segment(io.BytesIO(audio.samples))
-        ]
+        spans = [(float(s.start_time), float(s.end_time)) for s in segmenter.segment(io.BytesIO(audio.samples))]
+        # The endpointer misses speech that reached us through a browser's processing (AGC, noise suppression,
+        # Opus at low levels) now and then; loud stretches count as well (digital silence and a quiet room never
+        # reach LOUD_DBFS, so they still give no words).
+        samples = np.frombuffer(audio.samples, dtype=np.int16).astype(np.float64)
+        hop = SAMPLE_RATE // 100
+        frames = samples[: len(samples) // hop * hop].reshape(-1, hop)
+        loud = np.sqrt((frames**2).mean(axis=1)) > 32768 * 10 ** (self.LOUD_DBFS / 20)
+        spans += [(i / 100, (i + 1) / 100) for i in np.flatnonzero(loud)]
+        return [(a - self.VAD_PAD_SECS, b + self.VAD_PAD_SECS) for a, b in spans]
 
     def _regions(self, audio: PcmAudio) -> list[tuple[float, bytes]]:
         """The audio in utterances of at most :attr:`MAX_UTTERANCE_SECS`, as (start seconds, samples).
