@@ -153,6 +153,26 @@ class Settings(BaseSettings):
     stt_backoff_base_secs: float = Field(default=2.0, gt=0)
     """First retry delay of a failed transcription; each next one doubles (2, 4, 8, 16, 32 s by default)."""
 
+    summary_url: str = ""
+    """Summaries: base URL of an OpenAI-compatible ``/v1/chat/completions`` server (OpenAI, Groq, vLLM,
+    llama.cpp, Ollama...). Empty: the embedded offline extractive summarizer."""
+
+    summary_model: str = "gpt-4o-mini"
+    """Model name sent to ``summary_url``."""
+
+    summary_api_key: SecretStr = SecretStr("")
+    """Bearer token for ``summary_url`` (write-only: never logged, printed or returned)."""
+
+    summary_timeout_secs: float = Field(default=120.0, gt=0)
+    """Time-out of one request to ``summary_url``."""
+
+    summary_max_attempts: int = Field(default=5, ge=1)
+    """Attempts at a session's summary before it is marked failed (a backend that is down or answers
+    garbage is retried with backoff)."""
+
+    summary_backoff_base_secs: float = Field(default=2.0, gt=0)
+    """First retry delay of a failed summary; each next one doubles."""
+
     transcribe_all_meetings: bool = False
     """Transcribe the recorded audio of every meeting, as if each had ``transcribe_on_end`` set."""
 

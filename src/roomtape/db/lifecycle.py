@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from roomtape.db.models import Meeting, Participant, Session, SessionParticipant, utcnow
+from roomtape.db.models import Meeting, Participant, Session, SessionParticipant, SessionSummary, utcnow
 from roomtape.domain.enums import MeetingStatus, SessionStatus
 from roomtape.errors import Conflict, NotFound
 from roomtape.webhooks.outbox import emit
@@ -151,6 +151,9 @@ async def end_session_if_idle(
                 "reason": "ALL_PARTICIPANTS_LEFT",
             },
         )
+    if meeting is not None and meeting.summarize_on_end and await db.get(SessionSummary, session.id) is None:
+        # The durable request; the presence's end hook hands it to the jobs runner once this commits.
+        db.add(SessionSummary(session_id=session.id, app_id=session.app_id, status="PENDING", attempts=0))
     await db.flush()
     # An agent session's transcript is complete now: meeting.transcript (imported here: transcripts uses db).
     from roomtape.transcripts.ingest import on_session_ended

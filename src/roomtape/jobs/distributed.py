@@ -43,13 +43,17 @@ from taskiq_redis import RedisStreamBroker
 
 from roomtape.config import Settings
 from roomtape.jobs.deps import JobDeps, open_deps
-from roomtape.jobs.runner import recording_job, uploading_ids
+from roomtape.jobs.runner import recording_job, summary_ids, uploading_ids
+from roomtape.jobs.summarize import summarize_session
 from roomtape.webhooks.delivery import Deliverer
 
 log = logging.getLogger(__name__)
 
 UPLOAD_TASK = "roomtape.upload_recording"
 """The recording job's task name (kept from when the job only uploaded, so queued messages still run)."""
+
+SUMMARY_TASK = "roomtape.summarize_session"
+"""The summary job's task name."""
 
 _HEARTBEAT = """
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
@@ -183,11 +187,18 @@ class DistributedRunner:
         await self._broker.startup()
         for recording_id in await uploading_ids(self._deps):
             await self.submit_upload(recording_id)
+        for session_id in await summary_ids(self._deps):
+            await self.submit_summary(session_id)
 
     async def submit_upload(self, recording_id: str) -> None:
         """Queue the upload for a worker."""
         kicker: AsyncKicker[[str], None] = AsyncKicker(UPLOAD_TASK, self._broker, {})
         await kicker.kiq(recording_id)
+
+    async def submit_summary(self, session_id: str) -> None:
+        """Queue the session's summary for a worker."""
+        kicker: AsyncKicker[[str], None] = AsyncKicker(SUMMARY_TASK, self._broker, {})
+        await kicker.kiq(session_id)
 
     def events_committed(self) -> None:
         """Workers poll the outbox; nothing to do."""
@@ -247,6 +258,12 @@ def register_tasks(broker: AsyncBroker, deps: JobDeps, client: aioredis.Redis, p
             await lease.release()
 
     broker.register_task(recording, task_name=UPLOAD_TASK)
+
+    async def summary(session_id: str) -> None:
+        # Idempotent: a second run finds the row COMPLETED (or RUNNING, redone: same transcript, same text).
+        await summarize_session(deps, session_id)
+
+    broker.register_task(summary, task_name=SUMMARY_TASK)
 
 
 async def _hold(lease: _Lease, held: asyncio.Event, interval: float) -> None:

@@ -1,9 +1,11 @@
 """The in-process job runner (embedded default): recording jobs and webhook delivery as tasks of the server.
 
 A recording's job (:func:`recording_job`) renders its composite if that is still missing, transcribes it, then
-uploads.
+uploads, then refreshes its session's summary if one is wanted. A summary job
+(:func:`~roomtape.jobs.summarize.summarize_session`) writes a session's summary.
 Every job is re-derived from the database at start-up: recordings in ``UPLOADING`` are run again
-(idempotent), and the outbox's undelivered events are simply what the deliverer reads.
+(idempotent), summaries ``PENDING`` or ``RUNNING`` too, and the outbox's undelivered events are simply what
+the deliverer reads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from roomtape.db.models import Recording
 from roomtape.errors import RoomtapeError
 from roomtape.jobs.compose import render_pending
 from roomtape.jobs.deps import JobDeps
+from roomtape.jobs.summarize import pending_summaries, summarize_session, summary_after_transcription
 from roomtape.jobs.transcribe import transcribe_pending
 from roomtape.jobs.upload import upload_recording
 from roomtape.webhooks.delivery import Deliverer
@@ -43,6 +46,10 @@ class JobRunner(Protocol):
         """Upload a recording that is ``UPLOADING`` (retried until it is uploaded or fails for good)."""
         ...
 
+    async def submit_summary(self, session_id: str) -> None:
+        """Write a session's summary whose row is ``PENDING`` (see :mod:`roomtape.jobs.summarize`)."""
+        ...
+
     def events_committed(self) -> None:
         """Tell the deliverer new outbox events were committed (delivery also polls)."""
         ...
@@ -50,6 +57,12 @@ class JobRunner(Protocol):
     async def stop(self) -> None:
         """Stop; unfinished jobs are resumed at the next start."""
         ...
+
+
+async def summary_ids(deps: JobDeps) -> list[str]:
+    """Sessions whose summary is unfinished."""
+    async with deps.sessions() as db:
+        return await pending_summaries(db)
 
 
 async def uploading_ids(deps: JobDeps) -> list[str]:
@@ -83,6 +96,8 @@ async def recording_job(deps: JobDeps, recording_id: str) -> None:
     if await render_pending(deps, recording_id):
         await transcribe_pending(deps, recording_id)
         await upload_until_done(deps, recording_id)
+        # After the upload, so a summary never delays the recording; the transcript is in the database.
+        await summary_after_transcription(deps, recording_id)
 
 
 class InProcessRunner:
@@ -91,6 +106,7 @@ class InProcessRunner:
     def __init__(self, deps: JobDeps, deliver: bool = True) -> None:
         self._deps = deps
         self._uploads: dict[str, asyncio.Task[None]] = {}
+        self._summaries: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._deliverer = Deliverer(deps.sessions, deps.settings, deps.secret_key, deps.box) if deliver else None
         self._delivery_task: asyncio.Task[None] | None = None
@@ -99,6 +115,8 @@ class InProcessRunner:
         """Resume uploads and start delivering webhooks."""
         for recording_id in await uploading_ids(self._deps):
             await self.submit_upload(recording_id)
+        for session_id in await summary_ids(self._deps):
+            await self.submit_summary(session_id)
         if self._deliverer is not None:
             self._delivery_task = asyncio.create_task(self._deliverer.run(self._stop), name="webhook-delivery")
 
@@ -109,6 +127,19 @@ class InProcessRunner:
             return
         task = asyncio.create_task(self._upload(recording_id), name=f"upload-{recording_id}")
         self._uploads[recording_id] = task
+
+    async def submit_summary(self, session_id: str) -> None:
+        """Start the session's summary job unless it is already running."""
+        running = self._summaries.get(session_id)
+        if running is not None and not running.done():
+            return
+        self._summaries[session_id] = asyncio.create_task(self._summary(session_id), name=f"summary-{session_id}")
+
+    async def _summary(self, session_id: str) -> None:
+        try:
+            await summarize_session(self._deps, session_id)
+        finally:
+            self.events_committed()
 
     async def _upload(self, recording_id: str) -> None:
         try:
@@ -124,7 +155,7 @@ class InProcessRunner:
     async def stop(self) -> None:
         """Cancel running jobs (they resume at the next start) and close the HTTP client."""
         self._stop.set()
-        tasks = [t for t in self._uploads.values() if not t.done()]
+        tasks = [t for t in (*self._uploads.values(), *self._summaries.values()) if not t.done()]
         for task in tasks:
             task.cancel()
         if self._delivery_task is not None:

@@ -88,6 +88,8 @@ class Presence:
         keep_alive_scale: Factor applied to each meeting's ``session_keep_alive_time_in_secs`` (tests use a
             small one).
         transcript_links: Signs the transcript URL of the ``meeting.transcript`` sent when a session ends.
+        on_session_ended: Called with the session id after a session ended (committed): the jobs runner's
+            ``submit_summary``, which writes the summary if the meeting asked for one.
     """
 
     def __init__(
@@ -97,11 +99,13 @@ class Presence:
         *,
         keep_alive_scale: float = 1.0,
         transcript_links: TranscriptLinks | None = None,
+        on_session_ended: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._plane = plane
         self._scale = keep_alive_scale
         self._transcript_links = transcript_links
+        self._on_session_ended = on_session_ended
         self._locks: dict[str, asyncio.Lock] = {}
         self._members: dict[str, Membership] = {}
         self._by_participant: dict[tuple[str, str], Membership] = {}
@@ -233,6 +237,11 @@ class Presence:
             await db.commit()
         if ended:
             logger.info("meeting %s: session %s ended", meeting_id, session_id)
+            if self._on_session_ended is not None:
+                try:
+                    await self._on_session_ended(session_id)
+                except Exception:  # a summary request must not keep the room open
+                    logger.exception("session %s: the end hook failed", session_id)
         if live is not None and live.session_id == session_id:
             await self._plane.close(meeting_id)
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
+from cloudflare import AsyncCloudflare
 from tests.conftest import Server, start_server, stop_server
 from tests.integration.signaling.signaling_helpers import SERVER_ENV, Api, wait_for
 
@@ -107,6 +108,13 @@ async def test_messages_reach_the_others_and_later_joiners(api: Api, server: Ser
         ]
         assert [r["id"] for r in rows] == [sent.id, sent2.id, reply.id, last.id]
         assert all(r["sessionId"] == session_id and r["createdAt"].endswith("Z") for r in rows)
+
+        # The Cloudflare SDK reads the same shape.
+        async with AsyncCloudflare(api_token=server.api_token, base_url=server.base_url, max_retries=0) as cf:
+            chat = await cf.realtime_kit.sessions.get_session_chat(
+                session_id, account_id=server.account_id, app_id=server.app_id
+            )
+        assert chat.success and chat.data is not None and chat.data.chat_download_url.startswith(server.base_url)
 
         # The signature is the credential: a tampered URL is refused.
         parts = urlsplit(data["chat_download_url"])

@@ -110,10 +110,16 @@ def start_presence(app: FastAPI, ctx: ServerContext) -> Presence:
         ctx.media,
         keep_alive_scale=ctx.settings.session_keep_alive_scale,
         transcript_links=TranscriptLinks(ctx.secret_key, ctx.settings.resolved_public_url),
+        on_session_ended=lambda session_id: _submit_summary(ctx, session_id),
     )
     ctx.kick_hooks.append(presence.kick)
     app.state.presence = presence
     return presence
+
+
+async def _submit_summary(ctx: ServerContext, session_id: str) -> None:
+    if ctx.jobs is not None:
+        await ctx.jobs.submit_summary(session_id)
 
 
 def _presence(app: Any) -> Presence:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,8 +24,9 @@ from roomtape.api.routers.realtimekit.convert import (
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Paging, paging
 from roomtape.db.chat import chat_csv, list_session_chat
-from roomtape.db.models import App, Meeting, Session, SessionParticipant, utcnow
-from roomtape.errors import NotFound
+from roomtape.db.models import App, Meeting, Session, SessionParticipant, SessionSummary, utcnow
+from roomtape.errors import Conflict, NotFound
+from roomtape.jobs.summarize import request_summary
 from roomtape.storage.exports import publish_export
 
 router = APIRouter(prefix="/accounts/{account_id}/realtime/kit/{app_id}/sessions", tags=["sessions"])
@@ -75,6 +76,39 @@ class SessionChatResponse(BaseModel):
 
     success: bool = True
     data: SessionChat
+
+
+class SummaryJob(BaseModel):
+    """A summary that was asked for (RealtimeKit's shape; ``status`` is the job's)."""
+
+    session_id: str
+    status: Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"]
+
+
+class SummaryJobResponse(BaseModel):
+    """Response of "generate summary of transcripts"."""
+
+    success: bool = True
+    data: SummaryJob
+
+
+class SessionSummaryLink(BaseModel):
+    """Where to download a session's summary (RealtimeKit's shape, camelCase as in its API)."""
+
+    session_id: str = Field(serialization_alias="sessionId")
+    summary_download_url: str = Field(serialization_alias="summaryDownloadUrl")
+    """Signed URL of the summary (plain text)."""
+    summary_download_url_expiry: str = Field(serialization_alias="summaryDownloadUrlExpiry")
+    """When the URL stops working (ISO 8601)."""
+    backend: str | None = None
+    """Which summarizer wrote it (roomtape addition): ``extractive`` or ``openai-compatible/<model>``."""
+
+
+class SessionSummaryResponse(BaseModel):
+    """Response of "get session summary"."""
+
+    success: bool = True
+    data: SessionSummaryLink
 
 
 async def get_session(db: AsyncSession, app: App, session_id: str) -> tuple[Session, Meeting]:
@@ -261,4 +295,75 @@ async def get_session_chat(
     )
     return SessionChatResponse(
         data=SessionChat(chat_download_url=signed.url, chat_download_url_expiry=iso(signed.expires_at))
+    )
+
+
+@router.post(
+    "/{session_id}/summary",
+    response_model=SummaryJobResponse,
+    status_code=202,
+    summary="Generate the summary of a session's transcript",
+)
+async def generate_summary_of_transcripts(
+    session_id: str,
+    request: Request,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> SummaryJobResponse:
+    """Queue the summary (again); it is written by the jobs runner and announced with ``meeting.summary``."""
+    sess, _ = await get_session(db, app, session_id)
+    row = await db.get(SessionSummary, sess.id)
+    if row is not None and row.status in ("PENDING", "RUNNING"):
+        return SummaryJobResponse(data=SummaryJob(session_id=sess.id, status=row.status))
+    request_summary(db, row, sess)
+    await db.commit()
+    jobs = get_context(request).jobs
+    if jobs is not None:
+        await jobs.submit_summary(sess.id)
+    return SummaryJobResponse(data=SummaryJob(session_id=sess.id, status="PENDING"))
+
+
+@router.get(
+    "/{session_id}/summary",
+    response_model=SessionSummaryResponse,
+    response_model_by_alias=True,
+    summary="Get a session's summary download URL",
+)
+async def get_session_summary(
+    session_id: str,
+    request: Request,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> SessionSummaryResponse:
+    """A signed, expiring URL of the summary as plain text.
+
+    404 when no summary was asked for; 409 while it is being written or when it failed (with the reason).
+    """
+    sess, _ = await get_session(db, app, session_id)
+    row = await db.get(SessionSummary, sess.id)
+    if row is None:
+        raise NotFound("this session has no summary: its meeting does not summarize_on_end and none was requested")
+    if row.status != "COMPLETED" or row.text is None:
+        why = f": {row.error}" if row.error else ""
+        raise Conflict(f"the summary is {row.status}{why}")
+    text, backend = row.text, row.backend
+    await db.close()
+    ctx = get_context(request)
+    signed = await publish_export(
+        ctx.settings,
+        signer_of(ctx),
+        app_id=app.id,
+        session_id=sess.id,
+        kind="summary",
+        file_name="summary.txt",
+        content=text.encode("utf-8"),
+        expires_in=ctx.settings.download_url_ttl_secs,
+    )
+    return SessionSummaryResponse(
+        data=SessionSummaryLink(
+            session_id=sess.id,
+            summary_download_url=signed.url,
+            summary_download_url_expiry=iso(signed.expires_at),
+            backend=backend,
+        )
     )
