@@ -279,6 +279,9 @@ class RoomClient:
         self.chat: list[ChatMessage] = []
         """The session's chat so far, oldest first: the history the server sent on :meth:`join`, then every
         message sent or received since."""
+        self.permissions: dict[str, Any] = {}
+        """What the participant's preset allows (the welcome's ``permissions``), after :meth:`join`."""
+        self._pending_recording: asyncio.Future[dict[str, Any]] | None = None
         self.events: EventEmitter[ClientEventName, ClientEvent] = EventEmitter()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -390,6 +393,7 @@ class RoomClient:
             raise JoinError(message, ws.close_code)
         self.participant_id = welcome["participant_id"]
         self.session_id = welcome["session_id"]
+        self.permissions = dict(welcome.get("permissions") or {})
         for p in welcome["participants"]:
             self.participants[p["id"]] = RemoteParticipant(p["id"], p.get("name"))
         for t in welcome["tracks"]:
@@ -466,6 +470,9 @@ class RoomClient:
                 sent.set_result(message)
         elif kind == "kicked":
             self._emit(ClientEvent("kicked"))
+        elif kind in ("recording_started", "recording_stopped"):
+            if self._pending_recording is not None and not self._pending_recording.done():
+                self._pending_recording.set_result(message)
         elif kind == "error":
             text = str(message.get("message", "error"))
             if message.get("request") == "publish" and self._pending_publish and not self._pending_publish.done():
@@ -477,6 +484,9 @@ class RoomClient:
             )
             if refused is not None and not refused.done():
                 refused.set_exception(SignalingError(text))
+            pending = self._pending_recording
+            if message.get("request") in ("start_recording", "stop_recording") and pending and not pending.done():
+                pending.set_exception(SignalingError(text))
             self._emit(ClientEvent("error", message=text))
 
     async def _answer(self, message: dict[str, Any]) -> None:
@@ -614,6 +624,28 @@ class RoomClient:
         chat = ChatMessage.from_json(reply["message"])
         self.chat.append(chat)
         return chat
+
+    async def start_recording(self) -> str:
+        """Start the meeting's recording (the preset must allow ``can_record``); returns the recording id.
+
+        Raises:
+            SignalingError: if the server refused (the preset does not allow it, one already runs).
+        """
+        return await self._recording("start_recording")
+
+    async def stop_recording(self) -> str:
+        """Stop the meeting's running recording (the preset must allow ``can_record``); returns its id.
+
+        Raises:
+            SignalingError: if the server refused (the preset does not allow it, none runs).
+        """
+        return await self._recording("stop_recording")
+
+    async def _recording(self, request: str) -> str:
+        self._pending_recording = asyncio.get_running_loop().create_future()
+        await self._send({"type": request})
+        reply = await asyncio.wait_for(self._pending_recording, _REPLY_TIMEOUT)
+        return str(reply["recording_id"])
 
     async def leave(self) -> None:
         """Leave the meeting and close every connection. Idempotent."""

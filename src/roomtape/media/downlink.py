@@ -164,7 +164,7 @@ class Downlink:
 
     def _sync(self) -> bool:
         """Add sections for new tracks and deactivate those of gone tracks; tell whether anything changed."""
-        wanted = {t.id: t for t in self._room.tracks() if t.participant_id != self._participant.id}
+        wanted = {t.id: t for t in self._room.visible_tracks(self._participant.id)}
         changed = False
         for track_id in [i for i in self._forwarding if i not in wanted]:
             forwarding = self._forwarding.pop(track_id)

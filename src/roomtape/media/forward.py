@@ -211,6 +211,38 @@ class TrackFanout:
         """Frames read from the source."""
         self.last_frame: EncodedFrame | None = None
         """The latest frame read, for codec and size look-ups."""
+        self._limit: tuple[int, int] | None = None
+        self._on_over_limit: Callable[[tuple[int, int]], object] | None = None
+        self._over_limit = False
+        self.over_limit_dropped = 0
+        """Frames not passed on because the picture was larger than :meth:`limit_size` allows."""
+
+    def limit_size(self, limit: tuple[int, int], on_over_limit: Callable[[tuple[int, int]], object]) -> None:
+        """Pass on no picture larger than ``limit`` (a preset's maximum video resolution).
+
+        The size is read from VP8 keyframe headers (``EncodedFrame.width``/``height``), so nothing is
+        decoded: from a keyframe that does not fit (in either orientation) up to the next one that does,
+        frames are dropped for every consumer, and ``on_over_limit(size)`` is called once per such run.
+        H.264 pictures carry their size in the SPS, which is not parsed: they pass unchecked.
+
+        Args:
+            limit: Largest ``(width, height)``.
+            on_over_limit: Told the size that arrived.
+        """
+        self._limit = limit
+        self._on_over_limit = on_over_limit
+
+    def _too_large(self, frame: EncodedFrame) -> bool:
+        limit = self._limit
+        if limit is None:
+            return False
+        if frame.width is not None and frame.height is not None:  # a VP8 keyframe: a new picture size
+            size = (frame.width, frame.height)
+            over = max(size) > max(limit) or min(size) > min(limit)
+            if over and not self._over_limit and self._on_over_limit is not None:
+                self._on_over_limit(size)
+            self._over_limit = over
+        return self._over_limit
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -228,6 +260,9 @@ class TrackFanout:
             while True:
                 frame: EncodedFrame = await source.recv()  # type: ignore[assignment]  # a tapped track
                 self.frames += 1
+                if self._too_large(frame):
+                    self.over_limit_dropped += 1
+                    continue
                 self.last_frame = frame
                 for subscription in self._subscriptions:
                     subscription.push(frame)

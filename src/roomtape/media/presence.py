@@ -30,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from roomtape.db import lifecycle
 from roomtape.db.models import Meeting, Participant
-from roomtape.errors import NotFound
+from roomtape.db.presets import policy_for
+from roomtape.domain.presets import UNRESTRICTED, PresetPolicy
+from roomtape.errors import Forbidden, NotFound
 from roomtape.media.plane import LiveRoom, MediaPlane
 from roomtape.media.room import Room
 
@@ -68,6 +70,8 @@ class Membership:
     """The session-participant row of this join (the RealtimeKit ``peerId``)."""
     live: LiveRoom
     """The meeting's live room."""
+    policy: PresetPolicy = UNRESTRICTED
+    """What the participant's preset allows, read when it joined (a preset change applies at the next join)."""
     on_disconnect: DisconnectCallback | None = None
     """Set by the connection: tells the client why and closes the connection."""
     left: bool = field(default=False)
@@ -141,6 +145,7 @@ class Presence:
 
         Raises:
             NotFound: if the meeting or the participant does not exist.
+            Forbidden: if the participant's preset does not exist in the meeting's app.
             Conflict: if the meeting is INACTIVE.
         """
         async with self._lock(meeting_id):
@@ -154,6 +159,9 @@ class Presence:
                     raise NotFound("meeting not found")
                 if participant is None or participant.meeting_id != meeting.id:
                     raise NotFound("participant not found")
+                policy = await policy_for(db, meeting.app_id, participant.preset_name)
+                if policy is None:
+                    raise Forbidden(f"participant's preset {participant.preset_name!r} does not exist in this app")
                 session, stay = await lifecycle.participant_joined(db, meeting, participant)
                 await db.commit()
                 app_id, name, session_id, stay_id = meeting.app_id, participant.name, session.id, stay.id
@@ -165,7 +173,7 @@ class Presence:
                 # A room left over from an ended session (its close was interrupted): start afresh.
                 await self._plane.close(meeting_id)
             live = self._plane.open(meeting_id, session_id, app_id)
-            live.room.join(participant_id, name=name)
+            live.room.join(participant_id, name=name, policy=policy)
             membership = Membership(
                 id=uuid.uuid4().hex,
                 app_id=app_id,
@@ -175,6 +183,7 @@ class Presence:
                 session_id=session_id,
                 stay_id=stay_id,
                 live=live,
+                policy=policy,
             )
             self._members[membership.id] = membership
             self._by_participant[(meeting_id, participant_id)] = membership

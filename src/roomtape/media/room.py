@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from roomtape.domain.presets import UNRESTRICTED, PresetPolicy
 from roomtape.media.chat import ChatLog, ChatMessage
 from roomtape.media.events import EventEmitter
 from roomtape.media.forward import ForwardTrack, TrackFanout
@@ -42,6 +44,7 @@ __all__ = [
     "FORWARDABLE_CODECS",
     "PREFERRED_CODECS",
     "InvalidOfferError",
+    "NotAllowedError",
     "Participant",
     "ParticipantNotFoundError",
     "PublishedTrack",
@@ -52,6 +55,7 @@ __all__ = [
     "SubscribeResult",
     "TrackKind",
     "UnsupportedCodecError",
+    "check_publish_allowed",
     "check_publish_offer",
     "codecs_for_forwarding",
 ]
@@ -71,8 +75,11 @@ RoomEventName = Literal[
     "track_muted",
     "track_unmuted",
     "chat_message",
+    "track_over_limit",
 ]
-"""Names of the events a :class:`Room` emits."""
+"""Names of the events a :class:`Room` emits. ``track_over_limit``: a video keyframe larger than the
+publisher's preset allows arrived; the track's frames are dropped (not forwarded, not recorded) until a
+keyframe that fits (``RoomEvent.size`` and ``RoomEvent.limit`` say how large)."""
 
 PREFERRED_CODECS: Mapping[MediaKind, str] = {"audio": "audio/opus", "video": "video/VP8"}
 """Codec put first in answers to publishers, per media kind (others stay acceptable after it)."""
@@ -89,6 +96,10 @@ class RoomError(Exception):
 
 class ParticipantNotFoundError(RoomError, LookupError):
     """No participant with this id is in the room."""
+
+
+class NotAllowedError(RoomError):
+    """The participant's preset does not allow this (publishing a kind, subscribing)."""
 
 
 class InvalidOfferError(RoomError, ValueError):
@@ -136,6 +147,31 @@ def check_publish_offer(offer_sdp: str) -> list[MediaSection]:
     return sending
 
 
+def check_publish_allowed(
+    policy: PresetPolicy, sending: Sequence[MediaSection], track_kinds: Mapping[str, TrackKind] | None = None
+) -> None:
+    """Check that a preset allows every kind of track an offer sends.
+
+    Args:
+        policy: The publisher's preset policy.
+        sending: The offer's sending sections (:func:`check_publish_offer`).
+        track_kinds: Kind per media id for screen tracks.
+
+    Raises:
+        NotAllowedError: naming each refused section and the preset.
+    """
+    kinds = track_kinds or {}
+    refused = [
+        f"{kinds.get(s.mid or '', s.kind)} (section {s.mid})"
+        for s in sending
+        if not policy.may_publish(kinds.get(s.mid or "", s.kind))
+    ]
+    if refused:
+        raise NotAllowedError(
+            f"preset {policy.preset_name!r} does not allow publishing {', '.join(refused)}; nothing was published"
+        )
+
+
 @dataclass(eq=False)
 class PublishedTrack:
     """A track a participant publishes, as the room forwards and records it."""
@@ -158,6 +194,8 @@ class PublishedTrack:
     """Negotiated codec, e.g. ``"video/VP8"``; empty until the answer is made."""
     muted: bool = False
     """Last mute state the client announced."""
+    hidden: bool = False
+    """Published by a hidden participant: not forwarded to, nor announced to, the others."""
 
 
 @dataclass(eq=False)
@@ -176,6 +214,13 @@ class Participant:
     """Its published tracks by id."""
     forwards: list[ForwardTrack] = field(default_factory=list)
     """Tracks forwarded to it."""
+    policy: PresetPolicy = UNRESTRICTED
+    """What its preset allows (``roomtape.domain.presets``)."""
+
+    @property
+    def hidden(self) -> bool:
+        """Whether the others must not see this participant."""
+        return self.policy.hidden
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +235,12 @@ class RoomEvent:
     """The track, for track events."""
     chat: ChatMessage | None = None
     """The message, for ``chat_message`` (``participant_id`` is its sender)."""
+    hidden: bool = False
+    """The participant is hidden: do not tell the others."""
+    size: tuple[int, int] | None = None
+    """``track_over_limit``: the picture size that arrived."""
+    limit: tuple[int, int] | None = None
+    """``track_over_limit``: the largest size the preset allows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +311,20 @@ class Room:
         except KeyError:
             raise ParticipantNotFoundError(participant_id) from None
 
-    def _emit(self, name: RoomEventName, participant_id: str, track: PublishedTrack | None = None) -> None:
-        self.events.emit(name, RoomEvent(name, participant_id, track))
+    def _emit(
+        self,
+        name: RoomEventName,
+        participant_id: str,
+        track: PublishedTrack | None = None,
+        *,
+        hidden: bool | None = None,
+        size: tuple[int, int] | None = None,
+        limit: tuple[int, int] | None = None,
+    ) -> None:
+        if hidden is None:
+            participant = self._participants.get(participant_id)
+            hidden = participant.hidden if participant is not None else False
+        self.events.emit(name, RoomEvent(name, participant_id, track, hidden=hidden, size=size, limit=limit))
 
     def post_chat(self, message: ChatMessage) -> None:
         """Keep a checked chat message and emit ``chat_message`` to everyone listening.
@@ -276,20 +339,34 @@ class Room:
         self.chat.add(message)
         self.events.emit("chat_message", RoomEvent("chat_message", message.participant_id, chat=message))
 
-    def join(self, participant_id: str, *, name: str | None = None) -> Participant:
+    def _over_limit(self, track: PublishedTrack, limit: tuple[int, int], size: tuple[int, int]) -> None:
+        logger.info("room %s: track %s is %sx%s, over its preset's %sx%s", self.id, track.id, *size, *limit)
+        self._emit("track_over_limit", track.participant_id, track, size=size, limit=limit)
+
+    def visible_participants(self, viewer_id: str) -> list[Participant]:
+        """The participants ``viewer_id`` may see: everyone else who is not hidden."""
+        return [p for p in self._participants.values() if p.id != viewer_id and not p.hidden]
+
+    def visible_tracks(self, viewer_id: str) -> list[PublishedTrack]:
+        """The tracks forwarded to ``viewer_id``: the others' tracks, hidden participants' left out."""
+        return [t for t in self.tracks() if t.participant_id != viewer_id and not t.hidden]
+
+    def join(self, participant_id: str, *, name: str | None = None, policy: PresetPolicy = UNRESTRICTED) -> Participant:
         """Add a participant; emits ``participant_joined``. Joining twice returns the same participant.
 
         Args:
             participant_id: Participant id.
             name: Display name.
+            policy: What its preset allows; enforced by :meth:`publish`, :meth:`subscribe` and forwarding.
 
         Returns:
             The participant.
         """
         existing = self._participants.get(participant_id)
         if existing is not None:
+            existing.policy = policy
             return existing
-        participant = Participant(participant_id, name)
+        participant = Participant(participant_id, name, policy=policy)
         self._participants[participant_id] = participant
         self._emit("participant_joined", participant_id)
         return participant
@@ -317,12 +394,15 @@ class Room:
             RoomError: if the participant already publishes.
             InvalidOfferError: if the offer is malformed.
             UnsupportedCodecError: if a section offers no forwardable codec.
+            NotAllowedError: if the participant's preset does not allow publishing a kind the offer sends.
         """
         participant = self._get(participant_id)
         if participant.publisher is not None:
             raise RoomError(f"participant {participant_id} already publishes")
-        check_publish_offer(offer_sdp)
+        sending = check_publish_offer(offer_sdp)
         kinds = dict(track_kinds or {})
+        policy = participant.policy
+        check_publish_allowed(policy, sending, kinds)
         pc = RTCPeerConnection(self._configuration)
         participant.publisher = pc
         pending: list[PublishedTrack] = []
@@ -341,15 +421,20 @@ class Room:
             tapped = tap_receiver(transceiver.receiver)
             fanout = TrackFanout(track, request_keyframe=tapped.request_keyframe)
             media: MediaKind = "audio" if track.kind == "audio" else "video"
+            kind = kinds.get(transceiver.mid or "", media)
             published = PublishedTrack(
                 id=f"TR_{uuid.uuid4().hex[:16]}",
                 participant_id=participant_id,
-                kind=kinds.get(transceiver.mid or "", media),
+                kind=kind,
                 media=media,
                 mid=transceiver.mid,
                 tap=tapped,
                 fanout=fanout,
+                hidden=policy.hidden,
             )
+            limit = policy.max_size(kind)
+            if limit is not None:
+                fanout.limit_size(limit, functools.partial(self._over_limit, published, limit))
             fanout.start()
             pending.append(published)
 
@@ -404,9 +489,12 @@ class Room:
         Raises:
             ParticipantNotFoundError: if the subscriber has not joined.
             RoomError: if a requested track does not exist.
+            NotAllowedError: if the subscriber's preset does not allow receiving.
         """
         subscriber = self._get(subscriber_id)
-        available = {t.id: t for t in self.tracks()}
+        if not subscriber.policy.subscribe:
+            raise NotAllowedError(f"preset {subscriber.policy.preset_name!r} does not allow receiving others' tracks")
+        available = {t.id: t for t in self.tracks() if not t.hidden or t.participant_id == subscriber_id}
         if track_ids is None:
             wanted = [t for t in available.values() if t.participant_id != subscriber_id]
         else:
@@ -473,7 +561,7 @@ class Room:
         tracks, participant.tracks = participant.tracks, {}
         for track in tracks.values():
             await track.fanout.aclose()
-            self._emit("track_unpublished", participant.id, track)
+            self._emit("track_unpublished", participant.id, track, hidden=participant.hidden)
 
     async def leave(self, participant_id: str) -> None:
         """Remove a participant: unpublish its tracks, close its connections; emits ``participant_left``.
@@ -492,7 +580,7 @@ class Room:
             if pc is not None:
                 with contextlib.suppress(Exception):
                     await pc.close()
-        self._emit("participant_left", participant_id)
+        self._emit("participant_left", participant_id, hidden=participant.hidden)
 
     async def close(self) -> None:
         """Remove every participant."""

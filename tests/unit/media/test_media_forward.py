@@ -191,3 +191,45 @@ async def test_forward_track_returns_fresh_packets_and_stops_with_source() -> No
         await track.recv()
     assert track.readyState == "ended"
     await fanout.aclose()
+
+
+def sized(n: int, width: int, height: int) -> EncodedFrame:
+    frame = video(n, keyframe=True)
+    return EncodedFrame(
+        data=frame.data,
+        pts=frame.pts,
+        time_base=frame.time_base,
+        rtp_timestamp=frame.rtp_timestamp,
+        keyframe=True,
+        mime_type=frame.mime_type,
+        received_at=0.0,
+        width=width,
+        height=height,
+    )
+
+
+async def test_fanout_drops_pictures_above_the_size_limit_until_a_keyframe_fits() -> None:
+    source = QueueTrack("video")
+    fanout = TrackFanout(source)
+    told: list[tuple[int, int]] = []
+    fanout.limit_size((640, 480), told.append)
+    fanout.start()
+    sub = fanout.subscribe()
+    frames = [
+        sized(0, 1280, 720),  # too large: dropped with the inter frames after it
+        video(1),
+        video(2),
+        sized(3, 1280, 720),  # still too large: not told again
+        sized(4, 480, 640),  # portrait VGA fits
+        video(5),
+        sized(6, 1920, 1080),
+        video(7),
+    ]
+    for f in frames:
+        source.queue.put_nowait(f)
+    await settle()
+    await settle()
+    assert drain(sub) == [4, 5]
+    assert told == [(1280, 720), (1920, 1080)]
+    assert fanout.over_limit_dropped == 6
+    await fanout.aclose()

@@ -31,7 +31,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from roomtape.api.context import ServerContext, get_context
 from roomtape.db.chat import persists_chat, store_chat_message
 from roomtape.db.models import Meeting, Participant, Session
+from roomtape.db.presets import policy_for
 from roomtape.domain.enums import MeetingStatus
+from roomtape.domain.presets import PresetPolicy
 from roomtape.domain.tokens import verify_participant_token
 from roomtape.errors import Conflict, Forbidden, InvalidInput, NotFound, RoomtapeError, Unauthenticated
 from roomtape.media.chat import new_chat_message
@@ -39,13 +41,16 @@ from roomtape.media.downlink import Downlink, DownlinkOffer
 from roomtape.media.ice import parse_addresses, use_host_addresses
 from roomtape.media.presence import DisconnectReason, Membership, Presence
 from roomtape.media.room import (
+    NotAllowedError,
     PublishedTrack,
     RoomError,
     RoomEvent,
     RoomEventName,
     TrackKind,
+    check_publish_allowed,
     check_publish_offer,
 )
+from roomtape.recording.meeting import realtimekit_start, running_composite
 from roomtape.transcripts.clock import ClockOffset
 from roomtape.transcripts.events import MAX_EVENTS, ConversationItemAdded, TranscriptEvent
 from roomtape.transcripts.ingest import ingest
@@ -156,6 +161,20 @@ async def _authorize(ctx: ServerContext, token: str | None, meeting_id: str) -> 
         return participant
 
 
+async def _policy(ctx: ServerContext, participant: Participant) -> PresetPolicy:
+    """What the participant's preset allows now.
+
+    Raises:
+        Forbidden: the preset does not exist in the meeting's app.
+    """
+    async with ctx.sessions() as db:
+        meeting = await db.get(Meeting, participant.meeting_id)
+        policy = await policy_for(db, meeting.app_id, participant.preset_name) if meeting is not None else None
+    if policy is None:
+        raise Forbidden(f"participant's preset {participant.preset_name!r} does not exist in this app")
+    return policy
+
+
 def _bearer(request: Request) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
@@ -229,12 +248,18 @@ async def whip_publish(
         )
     try:
         offer = (await request.body()).decode("utf-8")
-        check_publish_offer(offer)
+        sending = check_publish_offer(offer)
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"malformed SDP: not UTF-8 text ({exc})") from exc
     except RoomError as exc:
         raise InvalidInput(str(exc)) from exc
     track_kinds = parse_track_kinds(kinds or request.headers.get(TRACK_KINDS_HEADER))
+    # Refused before joining: a participant whose preset may not publish this changes nothing (no session
+    # starts, no participantJoined).
+    try:
+        check_publish_allowed(await _policy(ctx, participant), sending, track_kinds)
+    except NotAllowedError as exc:
+        raise Forbidden(str(exc)) from exc
 
     presence = _presence(request.app)
     membership = await presence.join(meeting_id, participant.id)
@@ -242,7 +267,7 @@ async def whip_publish(
         answer = await membership.room.publish(participant.id, offer, track_kinds=track_kinds)
     except RoomError as exc:
         await presence.leave(membership)
-        raise InvalidInput(str(exc)) from exc
+        raise (Forbidden if isinstance(exc, NotAllowedError) else InvalidInput)(str(exc)) from exc
     _leave_when_publisher_fails(presence, membership)
     location = f"/v1/meetings/{meeting_id}/whip/{membership.id}"
     return Response(
@@ -294,6 +319,19 @@ def participant_json(participant_id: str, name: str | None) -> dict[str, Any]:
     return {"id": participant_id, "name": name}
 
 
+def permissions_json(policy: PresetPolicy) -> dict[str, Any]:
+    """What the participant's preset allows, in the welcome message."""
+    return {
+        "preset_name": policy.preset_name,
+        "publish": {"audio": policy.publish_audio, "video": policy.publish_video, "screen": policy.publish_screen},
+        "subscribe": policy.subscribe,
+        "hidden": policy.hidden,
+        "record": policy.record,
+        "max_video": list(policy.max_video) if policy.max_video else None,
+        "max_screen": list(policy.max_screen) if policy.max_screen else None,
+    }
+
+
 def track_json(track: PublishedTrack) -> dict[str, Any]:
     """A track in messages: ``{id, participant_id, kind, muted}``."""
     return {"id": track.id, "participant_id": track.participant_id, "kind": track.kind, "muted": track.muted}
@@ -325,15 +363,15 @@ class _Connection:
     def welcome(self) -> None:
         """Queue the welcome, and from now on every room event (nothing can happen in between: no await)."""
         room = self._room
+        policy = self._membership.policy
         self.send(
             {
                 "type": "welcome",
                 "participant_id": self._me,
                 "session_id": self._membership.session_id,
-                "participants": [
-                    participant_json(p.id, p.name) for p in room.participants.values() if p.id != self._me
-                ],
-                "tracks": [track_json(t) for t in room.tracks() if t.participant_id != self._me],
+                "participants": [participant_json(p.id, p.name) for p in room.visible_participants(self._me)],
+                "tracks": [track_json(t) for t in room.visible_tracks(self._me)],
+                "permissions": permissions_json(policy),
                 "chat": [m.to_json() for m in room.chat.messages()],
             }
         )
@@ -344,8 +382,29 @@ class _Connection:
         self._listen("track_muted", lambda e: {"type": "track_muted", "track_id": self._track(e)["id"]})
         self._listen("track_unmuted", lambda e: {"type": "track_unmuted", "track_id": self._track(e)["id"]})
         self._listen("chat_message", lambda e: {"type": "chat", "message": e.chat.to_json() if e.chat else None})
-        self._downlink = Downlink(room, self._me, self._offer)
-        self._downlink.start()
+        self._room.events.on("track_over_limit", self._over_limit)
+        self._handlers.append(("track_over_limit", self._over_limit))
+        if policy.subscribe:  # a preset that may not receive gets no downlink offers at all
+            self._downlink = Downlink(room, self._me, self._offer)
+            self._downlink.start()
+
+    def _over_limit(self, event: RoomEvent) -> None:
+        """Tell the publisher its picture is larger than its preset allows (and is not forwarded)."""
+        if event.participant_id != self._me or event.track is None or event.size is None or event.limit is None:
+            return
+        (width, height), (max_w, max_h) = event.size, event.limit
+        self.send(
+            {
+                "type": "error",
+                "code": "video_too_large",
+                "track_id": event.track.id,
+                "message": (
+                    f"{event.track.kind} track {event.track.id}: {width}x{height} is larger than preset "
+                    f"{self._membership.policy.preset_name!r} allows ({max_w}x{max_h}); it is not forwarded "
+                    "or recorded until a keyframe that fits"
+                ),
+            }
+        )
 
     def _who(self, event: RoomEvent) -> dict[str, Any]:
         participant = self._room.participants.get(event.participant_id)
@@ -358,7 +417,8 @@ class _Connection:
 
     def _listen(self, name: RoomEventName, build: Callable[[RoomEvent], dict[str, Any]]) -> None:
         def handler(event: RoomEvent) -> None:
-            if event.participant_id != self._me:  # your own events are answers to your own requests
+            # Your own events are answers to your own requests; a hidden participant's are nobody's business.
+            if event.participant_id != self._me and not event.hidden:
                 self.send(build(event))
 
         self._room.events.on(name, handler)
@@ -407,7 +467,10 @@ class _Connection:
                 await self._handle(message)
             except (RoomtapeError, RoomError, ValueError) as exc:
                 text = exc.message if isinstance(exc, RoomtapeError) else str(exc)
-                self.send({"type": "error", "message": text, **_request_of(raw)})
+                error: dict[str, Any] = {"type": "error", "message": text, **_request_of(raw)}
+                if isinstance(exc, NotAllowedError | Forbidden):
+                    error["code"] = "forbidden"  # the participant's preset does not allow it
+                self.send(error)
             except Exception:
                 # A bug in handling one message must not silently drop the participant (their reader would
                 # end, and they would be recorded as having left): log it, tell the client, keep going.
@@ -431,7 +494,7 @@ class _Connection:
                 }
             )
         elif kind == "answer":
-            if self._downlink is None:  # pragma: no cover - made in welcome()
+            if self._downlink is None:
                 raise InvalidInput("no offer was made")
             await self._downlink.accept_answer(_string(message, "sdp"))
         elif kind == "mute":
@@ -447,8 +510,43 @@ class _Connection:
             await self._transcript(message)
         elif kind == "chat":
             await self._chat(message)
+        elif kind in ("start_recording", "stop_recording"):
+            await self._recording(kind == "start_recording", message)
         else:
             raise InvalidInput(f"unknown message type {kind!r}")
+
+    async def _recording(self, start: bool, message: dict[str, Any]) -> None:
+        """Start or stop the meeting's (composite) recording, if the participant's preset has ``can_record``."""
+        policy = self._membership.policy
+        if not policy.record:
+            raise Forbidden(f"preset {policy.preset_name!r} does not allow starting or stopping the recording")
+        ctx: ServerContext = self._ws.app.state.ctx
+        manager = ctx.meeting_recordings
+        if manager is None:  # pragma: no cover - set in the lifespan
+            raise Conflict("the recording service is not running")
+        caller = {"type": "USER", "name": self._membership.name, "user_Id": self._me}
+        async with ctx.sessions() as db:
+            meeting = await db.get(Meeting, self._membership.meeting_id)
+            if meeting is None:  # pragma: no cover - the meeting exists while someone is in it
+                raise NotFound("meeting not found")
+            if start:
+                config, storage, max_seconds = realtimekit_start(meeting)
+                recording = await manager.start(
+                    db, meeting, config=config, caller=caller, storage_config=storage, max_seconds=max_seconds
+                )
+            else:
+                running = await running_composite(db, meeting.id)
+                if running is None:
+                    raise Conflict("no recording of this meeting is running")
+                recording = await manager.stop(running.id, "API_CALL", caller)
+        self.send(
+            {
+                "type": "recording_started" if start else "recording_stopped",
+                "request_id": message.get("request_id"),
+                "recording_id": recording.id,
+                "status": recording.status,
+            }
+        )
 
     async def _transcript(self, message: dict[str, Any]) -> None:
         """Store ``conversation_item_added`` / ``user_input_transcribed`` events on the session's clock."""
