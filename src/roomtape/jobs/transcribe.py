@@ -18,7 +18,9 @@ Progress is kept on the recording, in ``config["transcription"]`` and returned b
 retried with backoff (``stt_max_attempts``, ``stt_backoff_base_secs``); when it still fails the
 transcription is ``failed`` with the reason, and the recording goes on to upload as usual — a transcript
 never costs a recording. Running the step again (after a crash) skips the segments already done; item ids
-are stable per segment, so nothing is doubled.
+are stable per segment, so nothing is doubled. A segment whose stretch another recording of the session (a
+composite and a track recording of the same participant) already transcribed is skipped too; two such jobs
+running at the same moment can still both transcribe it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from roomtape.recording.compose.timeline import Segment, discover
 from roomtape.recording.finalize import local_base
 from roomtape.transcripts.ingest import on_session_ended
 from roomtape.transcripts.links import TranscriptLinks
-from roomtape.transcripts.store import add_items
+from roomtape.transcripts.store import add_items, list_session
 from roomtape.transcripts.stt.audio import load_pcm
 from roomtape.transcripts.stt.base import SpeechToText, SttError, SttOptions, Transcription
 from roomtape.transcripts.stt.registry import stt_backend
@@ -131,6 +133,14 @@ async def _transcribe(deps: JobDeps, recording_id: str, factory: BackendFactory)
             for s in await db.scalars(select(SessionParticipant).where(SessionParticipant.session_id == session_id))
         }
         base = local_base(deps.settings.data_dir, rec)
+        # What another recording of this session (a composite and track recordings of the same tracks) already
+        # transcribed: those stretches are skipped, not transcribed twice.
+        mine = f"stt-{recording_id}-"
+        covered = [
+            (i.participant_id, i.start_epoch, i.end_epoch)
+            for i in await list_session(db, session_id)
+            if i.source == "stt" and not i.id.startswith(mine) and i.start_epoch is not None
+        ]
     segments = [
         (p.participant_id, seg)
         for p in await asyncio.to_thread(discover, base, [session_id])
@@ -156,6 +166,14 @@ async def _transcribe(deps: JobDeps, recording_id: str, factory: BackendFactory)
         for participant_id, segment in segments:
             key = segment.path.relative_to(base).as_posix()
             if key in done:
+                continue
+            seg_start, seg_end = segment.start_ms / 1000, segment.end_ms / 1000
+            if any(
+                pid == participant_id and start < seg_end and (end or start) > seg_start for pid, start, end in covered
+            ):
+                done.append(key)
+                progress["segments_done"] = len(done)
+                progress["note"] = "some segments were transcribed with another recording of the session"
                 continue
             try:
                 heard = await _transcribe_segment(deps.settings, backend, segment, options)

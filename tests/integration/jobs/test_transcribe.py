@@ -257,3 +257,39 @@ async def test_overloaded_server_is_retried_until_it_answers(
         (item, *_) = await list_session(db, SESSION)
     assert abs(item.words[0].start - (SESSION_LEAD + phrases[0].onset)) < 0.15
     assert onset(alice) > 0.5
+
+
+async def test_a_second_recording_of_the_same_tracks_adds_no_duplicates(settings: Settings, make_deps: Any) -> None:
+    import shutil
+
+    deps = await make_deps(settings)
+    alice, _ = concatenate(ALICE[:1])
+    first = await _meeting_recording(deps, {"alice": [(0.0, _48k(alice))]})
+    async with deps.sessions() as db:
+        rec = await db.get(Recording, first)
+        assert rec is not None
+        twin = Recording(
+            app_id=rec.app_id,
+            meeting_id=rec.meeting_id,
+            session_id=SESSION,
+            kind="track",
+            status="UPLOADING",
+            started_time=rec.started_time,
+            stopped_time=rec.stopped_time,
+            config={"api": "realtimekit"},
+            output_file_name="",
+        )
+        db.add(twin)
+        await db.commit()
+        second = twin.id
+    shutil.copytree(local_dir(settings, first), local_dir(settings, second))
+    await recording_job(deps, first)
+    async with deps.sessions() as db:
+        before = await list_session(db, SESSION)
+    assert before
+    await recording_job(deps, second)
+    twin_rec = await _rec(deps, second)
+    assert twin_rec.status == "UPLOADED"
+    assert twin_rec.config["transcription"]["status"] == "done" and twin_rec.config["transcription"]["items"] == 0
+    async with deps.sessions() as db:
+        assert [i.id for i in await list_session(db, SESSION)] == [i.id for i in before]
