@@ -161,6 +161,20 @@ async def test_summarize_on_end_with_the_embedded_summarizer(server: Server) -> 
         await asyncio.sleep(0.1)
     assert len([e for e, _ in await outbox(server, meeting_id) if e == "meeting.summary"]) == 2
 
+    # A late item (REST ingest after the end) writes it again, with the new line.
+    late = {"type": "conversation_item_added", "role": "user", "text": "I will book the venue for the launch party.",
+            "participant_id": payload["meeting"]["id"], "start": 25.0, "end": 27.0}  # fmt: skip
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {server.api_token}"}) as http:
+        stored = await http.post(f"{server.base_url}/v1/sessions/{session_id}/transcript", json=late)
+    assert stored.status_code == 201, stored.text
+    for _ in range(100):
+        summaries = [p for e, p in await outbox(server, meeting_id) if e == "meeting.summary"]
+        if len(summaries) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert len(summaries) == 3
+    assert "I will book the venue for the launch party." in summaries[-1]["summary"].split("Action items:")[1]
+
 
 async def test_without_summarize_on_end_there_is_no_summary(server: Server) -> None:
     api = Api(server)

@@ -30,9 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from roomtape.api.auth import app_of, bearer_token, get_caller
 from roomtape.api.context import ServerContext, get_context, get_db
 from roomtape.api.routers.realtimekit.convert import iso
-from roomtape.db.models import App, Meeting, Recording, Session
+from roomtape.db.models import App, Meeting, Recording, Session, SessionSummary
 from roomtape.domain.tokens import looks_like_jwt
 from roomtape.errors import Forbidden, InvalidInput, NotFound, RoomtapeError, Unauthenticated
+from roomtape.jobs.summarize import request_summary
 from roomtape.jobs.upload import local_dir
 from roomtape.transcripts import export, livekit
 from roomtape.transcripts.clock import ClockOffset
@@ -247,7 +248,8 @@ async def add_session_transcript(
 ) -> IngestResponse:
     """Store ``conversation_item_added`` / ``user_input_transcribed`` events; a bad one stores nothing.
 
-    Items for a session that has ended queue ``meeting.transcript`` again (the next ``revision``).
+    Items for a session that has ended queue ``meeting.transcript`` again (the next ``revision``), and write
+    its summary again if it has one.
     """
     caller = await get_caller(request, db)
     session = await _session_for(db, session_id, caller.account_id)
@@ -260,11 +262,19 @@ async def add_session_transcript(
     if len(events) > 500:
         raise InvalidInput("at most 500 events per request")
     items = await ingest(db, session, events, offset=offset, source="api")
+    resummarize = False
     if session.status == "ENDED":
         # Late items (the session has ended): meeting.transcript again, as a new revision.
         ctx = get_context(request)
         await on_session_ended(db, session.id, links=links_of(ctx), link_ttl_secs=ctx.settings.download_url_ttl_secs)
+        summary = await db.get(SessionSummary, session.id)
+        if summary is not None and summary.status in ("COMPLETED", "FAILED"):
+            request_summary(db, summary, session)
+            resummarize = True
     await db.commit()
+    jobs = get_context(request).jobs
+    if resummarize and jobs is not None:
+        await jobs.submit_summary(session.id)
     return IngestResponse(data=IngestResult(session_id=session.id, stored=len(items), item_ids=[i.id for i in items]))
 
 
