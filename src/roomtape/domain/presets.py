@@ -12,10 +12,11 @@ roomtape enforces the part of a preset that concerns media and signaling, conden
 - ``permissions.can_subscribe`` (roomtape extension, default true): receive the others' tracks;
 - ``permissions.hidden_participant``: the others see no join, leave or track of this participant;
 - ``permissions.can_record``: start and stop the meeting's recording from the client (signaling);
+- ``permissions.chat.public.can_send`` and ``.text``: send chat messages over signaling;
 - ``config.media.video.quality`` / ``config.media.screenshare.quality``: the largest picture size forwarded
   and recorded (``qvga`` 320x240 ... ``uhd`` 3840x2160), read from VP8 keyframe headers.
 
-The other fields (chat, polls, plugins, UI tokens) are stored and returned as they were given.
+The other fields (private chat, polls, plugins, UI tokens) are stored and returned as they were given.
 No I/O here.
 """
 
@@ -372,6 +373,8 @@ class PresetPolicy:
     hidden: bool = False
     record: bool = False
     """May start and stop the meeting's recording from the client."""
+    chat: bool = True
+    """May send (public, text) chat messages."""
     max_video: tuple[int, int] | None = None
     """Largest camera picture (landscape width, height); None: no limit."""
     max_screen: tuple[int, int] | None = None
@@ -419,6 +422,7 @@ def policy_of(name: str, document: dict[str, Any]) -> PresetPolicy:
         subscribe=doc.permissions.can_subscribe,
         hidden=doc.permissions.hidden_participant,
         record=doc.permissions.can_record,
+        chat=doc.permissions.chat.public.can_send and doc.permissions.chat.public.text,
         max_video=QUALITY_SIZES[doc.config.media.video.quality],
         max_screen=QUALITY_SIZES[doc.config.media.screenshare.quality],
     )

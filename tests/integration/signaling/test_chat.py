@@ -154,3 +154,35 @@ async def test_chat_message_shape_round_trips() -> None:
     server_side = new_chat_message("p", "N", "t", now=1.5)
     assert ChatMessage.from_json(server_side.to_json()) == ChatMessage(server_side.id, "p", "N", "t", 1.5)
     await asyncio.sleep(0)
+
+
+async def test_a_preset_without_chat_may_read_but_not_send(api: Api, server: Server) -> None:
+    auth = {"Authorization": f"Bearer {server.api_token}"}
+    meeting = api.meeting(persist_chat=True)
+    _, host_token = api.participant(meeting, "host")
+    async with httpx.AsyncClient(timeout=10, headers=auth) as http:
+        preset = {"name": "muted-chat", "permissions": {"chat": {"public": {"can_send": False}}}, "config": {}}
+        created = await http.post(f"{api.base}/presets", json=preset)
+        assert created.status_code == 201, created.text
+        added = await http.post(
+            f"{api.base}/meetings/{meeting}/participants",
+            json={"name": "reader", "preset_name": "muted-chat", "custom_participant_id": "reader"},
+        )
+    host, quiet = RoomClient(server.base_url, host_token), RoomClient(server.base_url, added.json()["data"]["token"])
+    await host.join()
+    await quiet.join()
+    try:
+        assert quiet.permissions["chat"] is False and host.permissions["chat"] is True
+        with pytest.raises(SignalingError, match="does not allow sending chat messages"):
+            await quiet.send_chat("may I?")
+        sent = await host.send_chat("you may read")
+        await wait_for(lambda: quiet.chat == [sent], within=10, what="the host's message at the reader's")
+        assert host.chat == [sent]  # the refused message reached no one
+        assert host.session_id is not None
+        url = session_chat(api, host.session_id).json()["data"]["chat_download_url"]
+        async with httpx.AsyncClient(timeout=10) as http:
+            rows = csv.DictReader(io.StringIO((await http.get(url)).text))
+            assert [r["payload"] for r in rows] == ["you may read"]
+    finally:
+        await host.leave()
+        await quiet.leave()

@@ -327,6 +327,7 @@ def permissions_json(policy: PresetPolicy) -> dict[str, Any]:
         "subscribe": policy.subscribe,
         "hidden": policy.hidden,
         "record": policy.record,
+        "chat": policy.chat,
         "max_video": list(policy.max_video) if policy.max_video else None,
         "max_screen": list(policy.max_screen) if policy.max_screen else None,
     }
@@ -586,6 +587,8 @@ class _Connection:
         Stored before delivered: a message someone saw is never missing from the export. A refused message
         (empty, too long) is neither stored nor delivered; the sender gets ``error`` with ``request: chat``.
         """
+        if not self._membership.policy.chat:
+            raise Forbidden(f"preset {self._membership.policy.preset_name!r} does not allow sending chat messages")
         me = self._room.participants.get(self._me)
         chat = new_chat_message(self._me, me.name if me else self._membership.name, message.get("text"))
         ctx: ServerContext = self._ws.app.state.ctx
