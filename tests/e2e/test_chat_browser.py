@@ -89,6 +89,13 @@ async def test_browser_and_python_chat(server: Server, artifacts: Path) -> None:
             names = await dash.locator("ol.chat li strong").all_text_contents()
             assert names == ["python", "chromium", "python", "python"]
             await dash.screenshot(path=str(artifacts / "dashboard-session-chat.png"), full_page=True)
+            # On a phone (375 px) the page, long ids and markup-looking text included, does not scroll sideways.
+            await dash.set_viewport_size({"width": 375, "height": 740})
+            overflow = await dash.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{overflow}px of horizontal scrolling at 375px"
+            await dash.screenshot(path=str(artifacts / "dashboard-session-chat-375px.png"), full_page=True)
         finally:
             await browser.close()
             await client.leave()
