@@ -335,6 +335,7 @@ class Room:
         Raises:
             ParticipantNotFoundError: if the sender is not in the room.
         """
+        # Not hidden even for a hidden participant: someone who writes in the chat chose to be seen.
         self._get(message.participant_id)
         self.chat.add(message)
         self.events.emit("chat_message", RoomEvent("chat_message", message.participant_id, chat=message))
