@@ -22,6 +22,9 @@ How the seam is used, and why:
 * The decoder thread stays: one extra thread hop per frame, as aiortc already does. Video keeps aiortc's
   jitter buffer (frame re-assembly, NACK); audio gets :class:`AudioPacketBuffer`, since every Opus packet
   is a whole frame and aiortc's audio buffer turns a little loss into a lot.
+* Video receivers keep aiortc's receive-side bitrate estimator (REMB feedback to the publisher), but its
+  incoming-rate counter is swapped for :class:`SliceRateCounter`, which gives the same answers without a
+  Python loop iteration per elapsed millisecond.
 
 What comes out of ``track.recv()`` on a tapped receiver is an :class:`~roomtape.media.frame.EncodedFrame`:
 
@@ -59,6 +62,7 @@ from typing import Any, Final
 
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import rate as _rate_module
 from aiortc import rtcrtpreceiver as _rx_module
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtcpSrPacket
@@ -75,6 +79,7 @@ __all__ = [
     "AiortcInternalsError",
     "PassthroughDecoder",
     "SenderReport",
+    "SliceRateCounter",
     "TappedReceiver",
     "check_internals",
     "install",
@@ -103,6 +108,10 @@ _RX_TIMESTAMP_MAPPER: Final = "_RTCRtpReceiver__timestamp_mapper"
 _RX_RTX_SSRC: Final = "_RTCRtpReceiver__rtx_ssrc"
 _RX_STARTED: Final = "_RTCRtpReceiver__started"
 _RX_JITTER_BUFFER: Final = "_RTCRtpReceiver__jitter_buffer"
+_RX_REMB: Final = "_RTCRtpReceiver__remote_bitrate_estimator"
+
+FAST_RATE_COUNTER: bool = True
+"""Give tapped video receivers :class:`SliceRateCounter` (``bench/receive_path.py`` turns it off for its baseline)."""
 
 
 class AiortcInternalsError(RuntimeError):
@@ -182,6 +191,20 @@ def check_internals() -> None:
         "_handle_rtp_packet no longer re-assembles frames with __jitter_buffer.add",
     )
     need(_params(JitterFrame) == ["data", "timestamp"], "aiortc.jitterbuffer.JitterFrame(data, timestamp) changed")
+
+    need(_RX_REMB in init_names, "RTCRtpReceiver.__init__ no longer sets __remote_bitrate_estimator")
+    estimator_init = _code_names(getattr(getattr(_rate_module, "RemoteBitrateEstimator", None), "__init__", None))
+    need(
+        {"incoming_bitrate", "RateCounter"} <= estimator_init,
+        "RemoteBitrateEstimator no longer counts incoming_bitrate with a RateCounter",
+    )
+    counter_cls = getattr(_rate_module, "RateCounter", None)
+    need(
+        counter_cls is not None
+        and {"_window_size", "_scale"} <= _code_names(counter_cls.__init__)
+        and {"add", "rate", "reset"} <= set(vars(counter_cls)),
+        "aiortc.rate.RateCounter(window_size, scale) with add/rate/reset changed",
+    )
 
     pli = getattr(RTCRtpReceiver, "_send_rtcp_pli", None)
     need(inspect.iscoroutinefunction(pli), "RTCRtpReceiver._send_rtcp_pli is not a coroutine function")
@@ -486,6 +509,75 @@ class AudioPacketBuffer:
         return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
 
+class SliceRateCounter:
+    """aiortc's ``rate.RateCounter`` (1 ms buckets over a window), same answers, old buckets cleared in slices.
+
+    aiortc's receive-side bitrate estimator (REMB) feeds every video RTP packet through ``RateCounter.add`` and
+    ``rate``, whose ``_erase_old`` steps through the buckets one Python loop iteration per elapsed millisecond:
+    1000 iterations a second per video receiver, and a whole window's worth after any stall of the event loop.
+    ``bench/receive_path.py`` found it the largest single item of the loop's profile (~25 % at N = 32 on a busy
+    machine). Here the buckets are two lists of ints and the elapsed ones are summed and zeroed by slices.
+    """
+
+    def __init__(self, window_size: int, scale: int = 8000) -> None:
+        self._window_size = window_size
+        self._scale = scale
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything counted (aiortc calls it when the rate becomes unknown)."""
+        self._counts = [0] * self._window_size
+        self._values = [0] * self._window_size
+        self._origin_index = 0
+        self._origin_ms: int | None = None
+        self._total_count = 0
+        self._total_value = 0
+
+    def add(self, value: int, now_ms: int) -> None:
+        """Count ``value`` (bytes) arriving at ``now_ms``."""
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        index = (self._origin_index + now_ms - self._origin_ms) % self._window_size
+        self._counts[index] += 1
+        self._values[index] += value
+        self._total_count += 1
+        self._total_value += value
+
+    def rate(self, now_ms: int) -> int | None:
+        """The rate over the window ending at ``now_ms`` (bits/s with the default scale), or None."""
+        if self._origin_ms is not None:
+            self._erase_old(now_ms)
+            active = now_ms - self._origin_ms + 1
+            if self._total_count > 0 and active > 1:
+                return round(self._scale * self._total_value / active)
+        return None
+
+    def _erase_old(self, now_ms: int) -> None:
+        origin_ms = self._origin_ms
+        assert origin_ms is not None
+        size = self._window_size
+        steps = now_ms - size + 1 - origin_ms
+        if steps <= 0:
+            return
+        if steps >= size:
+            self._counts = [0] * size
+            self._values = [0] * size
+            self._total_count = self._total_value = 0
+        else:
+            start = self._origin_index
+            end = start + steps
+            spans = ((start, end),) if end <= size else ((start, size), (0, end - size))
+            counts, values = self._counts, self._values
+            for a, b in spans:
+                self._total_count -= sum(counts[a:b])
+                self._total_value -= sum(values[a:b])
+                counts[a:b] = values[a:b] = [0] * (b - a)
+        self._origin_index = (self._origin_index + steps) % size
+        self._origin_ms = origin_ms + steps
+
+
 def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL) -> TappedReceiver:
     """Make a receiver's track yield :class:`EncodedFrame` objects instead of decoded frames.
 
@@ -515,6 +607,10 @@ def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT
         if not hasattr(rx, _RX_JITTER_BUFFER):
             raise AiortcInternalsError(f"RTCRtpReceiver has no {_RX_JITTER_BUFFER} to replace")
         setattr(rx, _RX_JITTER_BUFFER, AudioPacketBuffer())
+    estimator = getattr(rx, _RX_REMB, None)
+    if estimator is not None and FAST_RATE_COUNTER:
+        counter = estimator.incoming_bitrate
+        estimator.incoming_bitrate = SliceRateCounter(counter._window_size, counter._scale)
     with _tapped_lock:
         _tapped_queues[track._queue] = tapped
 

@@ -287,3 +287,29 @@ async def test_tapped_audio_receiver_releases_each_opus_packet_at_once(transport
             assert isinstance(frame, EncodedFrame) and frame.data == b"\xfc" and frame.rtp_timestamp == seq * 960
     finally:
         await receiver.stop()
+
+
+def test_slice_rate_counter_answers_as_aiortcs_rate_counter() -> None:
+    """Same add/rate/reset answers as aiortc's RateCounter on irregular arrivals, stalls and resets."""
+    import random
+
+    from aiortc.rate import RateCounter
+
+    from roomtape.media.tap import SliceRateCounter
+
+    rng = random.Random(7)
+    theirs, ours = RateCounter(50, 8000), SliceRateCounter(50, 8000)
+    now = 1_000
+    answers_theirs, answers_ours = [], []
+    for step in range(5_000):
+        now += rng.choice([0, 0, 1, 2, 3, 7, 20, 49, 50, 51, 130])
+        size = rng.randint(1, 1_400)
+        if step % 997 == 0:
+            theirs.reset()
+            ours.reset()
+        answers_theirs.append(theirs.rate(now))
+        answers_ours.append(ours.rate(now))
+        theirs.add(size, now)
+        ours.add(size, now)
+    assert answers_ours == answers_theirs
+    assert any(a is not None for a in answers_ours) and any(a is None for a in answers_ours)
