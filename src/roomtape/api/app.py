@@ -19,8 +19,7 @@ from roomtape.api.routers import downloads, signaling, transcripts, web
 from roomtape.api.routers.dashboard import router as dashboard_router
 from roomtape.api.routers.realtimekit import active_session, apps, meetings, presets, sessions, webhooks
 from roomtape.api.routers.realtimekit.recordings import router as recordings_router
-from roomtape.api.routers.videosdk import meeting_router as videosdk_meeting_router
-from roomtape.api.routers.videosdk import router as videosdk_router
+from roomtape.api.routers.videosdk import ROUTERS as VIDEOSDK_ROUTERS
 from roomtape.api.schemas import ErrorResponse
 from roomtape.config import Settings
 from roomtape.db.engine import create_engine, session_factory
@@ -94,8 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, responses=_ERROR_RESPONSES)
     app.include_router(downloads.router)
     app.include_router(recordings_router, responses=_ERROR_RESPONSES)
-    app.include_router(videosdk_router, responses=_ERROR_RESPONSES)
-    app.include_router(videosdk_meeting_router, responses=_ERROR_RESPONSES)
+    for videosdk_router in VIDEOSDK_ROUTERS:
+        app.include_router(videosdk_router, responses=_ERROR_RESPONSES)
     app.include_router(transcripts.router, responses=_ERROR_RESPONSES)
     app.include_router(signaling.router, responses=_ERROR_RESPONSES)
     app.include_router(web.router)

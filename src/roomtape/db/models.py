@@ -138,10 +138,15 @@ class Meeting(Base):
     ai_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     recording_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """Stored with the secret fields of ``storage_config`` encrypted (see ``domain.secretbox``)."""
+    custom_room_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """VideoSDK's ``customRoomId``: the app's own name for the room, unique per app (``POST /v2/rooms``)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_meetings_app_created", "app_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_meetings_app_created", "app_id", "created_at"),
+        UniqueConstraint("app_id", "custom_room_id", name="uq_meetings_app_custom_room"),
+    )
 
 
 class Preset(Base):

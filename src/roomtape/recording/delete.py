@@ -30,7 +30,8 @@ def stored_files(rec: Recording, track_paths: list[str]) -> list[str]:
     """Every file of the recording, relative to its storage prefix: composite, audio, tracks, manifests."""
     names = set(track_paths)
     names |= {str(PurePosixPath(p).parent / MANIFEST_NAME) for p in track_paths}
-    if rec.output_file_name:
+    # A track recording's output_file_name names its directory of segments (listed above), not a file.
+    if rec.output_file_name and rec.kind != "track":
         names.add(rec.output_file_name)
     audio = rec.config.get("audio_file_name")
     if audio:

@@ -15,8 +15,10 @@ MAX_EXAMPLES = 12
 SEED = 20261121
 
 
-# The run itself is bounded below (600 s); the suite-wide 300 s would cut it short on a loaded machine.
-@pytest.mark.timeout(660)
+# Every operation of the document, a dozen examples each, through one server process: several minutes on the
+# shared 2 cores (272 s measured alone for SQLite before the VideoSDK rooms/sessions/recordings lists), so the
+# per-test limit is the run's own 600 s budget plus set-up, not the suite's 300 s default.
+@pytest.mark.timeout(900)
 def test_schemathesis_finds_no_server_errors_or_schema_violations(server: Server) -> None:
     config = server.data_dir / "schemathesis.toml"
     config.write_text(
@@ -50,7 +52,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(server: Server
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=840,
     )
     summary = out.stdout[-6000:]
     assert out.returncode == 0, summary
