@@ -36,6 +36,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in (
         (400, "Bad input: malformed JSON, wrong types or out-of-range values; nothing was changed"),
         (401, "Missing or invalid API token"),
+        (403, "The credential may not do this (e.g. an account-wide token where an app must be named)"),
         (404, "No such object visible to this token"),
         (409, "The object's state does not allow this now"),
         (413, "Request body too large"),

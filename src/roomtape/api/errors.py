@@ -64,8 +64,8 @@ _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 
 
 @lru_cache(maxsize=4)
-def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
-    """(path regex, methods) of every documented operation, from the app's OpenAPI document."""
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str], int]]:
+    """(path regex, methods, number of path parameters) of every documented path, from the OpenAPI document."""
     table = []
     for template, item in app.openapi().get("paths", {}).items():
         escaped = re.escape(template)
@@ -77,17 +77,21 @@ def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
         methods = {m.upper() for m in item if m in {"get", "put", "post", "patch", "delete"}}
         if "GET" in methods:
             methods.add("HEAD")
-        table.append((re.compile(f"^{regex}$"), frozenset(methods)))
+        table.append((re.compile(f"^{regex}$"), frozenset(methods), template.count("{")))
     return table
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
-    methods: set[str] = set()
-    for pattern, allowed in _path_methods(request.app):
-        if pattern.match(request.url.path):
-            methods |= allowed
-    return sorted(methods)
+    """Every method the documented paths most specific to this one serve.
+
+    Starlette's 405 names only the first route's methods. A literal path wins over a template that also
+    matches it: ``/v2/rooms/deactivate`` is not the room ``deactivate`` of ``/v2/rooms/{roomId}``.
+    """
+    matches = [
+        (allowed, params) for pattern, allowed, params in _path_methods(request.app) if pattern.match(request.url.path)
+    ]
+    fewest = min((params for _, params in matches), default=0)
+    return sorted({m for allowed, params in matches if params == fewest for m in allowed})
 
 
 def install_error_handlers(app: FastAPI) -> None:

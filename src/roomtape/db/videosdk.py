@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.db.models import App, Meeting, Participant, Recording, Session, SessionParticipant, TrackFile
-from roomtape.errors import InvalidInput
+from roomtape.errors import Forbidden
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +54,14 @@ async def app_for_new_room(db: AsyncSession, caller: VideoSdkCaller) -> str:
     """The app a new room goes to: the JWT's app, or the account's only app for an API token.
 
     Raises:
-        InvalidInput: the API token's account has several apps (which one is ambiguous) or none.
+        Forbidden: the API token's account has several apps (which one is ambiguous) or none: the
+            credential cannot say where the room goes.
     """
     if caller.app_id is not None:
         return caller.app_id
     apps = list(await db.scalars(select(App.id).where(App.account_id == caller.account_id).limit(2)))
     if len(apps) != 1:
-        raise InvalidInput(
+        raise Forbidden(
             "this API token's account has "
             + ("no app" if not apps else "several apps")
             + ": authorize with a JWT signed by an app's secret (claim apikey = app id) to say which app"

@@ -11,11 +11,11 @@ import subprocess
 import pytest
 from tests.conftest import BIN, Server
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 SEED = 20261121
 
 
-# Every operation of the document, a dozen examples each, through one server process: several minutes on the
+# Every operation of the document, eight examples each, through one server process: several minutes on the
 # shared 2 cores (272 s measured alone for SQLite before the VideoSDK rooms/sessions/recordings lists), so the
 # per-test limit is the run's own 600 s budget plus set-up, not the suite's 300 s default.
 @pytest.mark.timeout(900)

@@ -257,10 +257,10 @@ async def test_videosdk_bad_input_is_refused_and_changes_nothing(srv: LiveServer
         assert (await http.post("/v2/rooms", json={}, headers=forged)).status_code == 401
         assert (await http.post("/v2/rooms/deactivate", json={"roomId": "missing"}, headers=auth)).status_code == 404
         assert (await http.get("/v2/recordings/not-a-uuid", headers=auth)).status_code in (400, 404)
-        # An API token whose account has two apps cannot say which app a room is for: 400, nothing created.
+        # An API token whose account has two apps cannot say which app a room is for: 403, nothing created.
         async with srv.ctx.sessions() as db:
             await create_app_with_account(db, "second", account_id=srv.account_id)
             await db.commit()
         r = await http.post("/v2/rooms", json={"customRoomId": "ambiguous"}, headers={"Authorization": srv.api_token})
-        assert r.status_code == 400 and "several apps" in r.json()["error"]["message"], r.text
+        assert r.status_code == 403 and "several apps" in r.json()["error"]["message"], r.text
         assert (await http.get("/v2/rooms", headers=auth)).json()["pageInfo"]["total"] == 0

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.context import get_context, get_db
-from roomtape.api.routers.realtimekit.schemas import NO_NUL
+from roomtape.api.routers.realtimekit.schemas import NO_NUL, SAFE_DIR
 from roomtape.api.routers.videosdk.common import (
     Links,
     PageInfo,
@@ -64,7 +64,8 @@ class MeetingRecordingStart(BaseModel):
     roomId: RoomId
     config: MeetingRecordingConfig | None = None
     webhookUrl: Text | None = None
-    awsDirPath: Text | None = None
+    awsDirPath: Annotated[str, StringConstraints(max_length=2048, pattern=SAFE_DIR)] | None = None
+    """Directory for the composite, under the storage root (no ``..``, absolute path or control character)."""
 
 
 class MeetingRecordingEnd(BaseModel):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.context import get_context, get_db
-from roomtape.api.routers.realtimekit.schemas import NO_NUL
+from roomtape.api.routers.realtimekit.schemas import NO_NUL, SAFE_DIR
 from roomtape.api.routers.videosdk.common import (
     PageInfo,
     iso_z,
@@ -68,7 +68,7 @@ class TrackStart(BaseModel):
     """Only ``webm`` (anything else: 400 "only webm is supported")."""
     webhookUrl: Annotated[str, StringConstraints(max_length=2048)] | None = None
     """Where the ``participant-track-recording-*`` webhooks go (besides registered webhooks)."""
-    bucketDirPath: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    bucketDirPath: Annotated[str, StringConstraints(max_length=1024, pattern=SAFE_DIR)] | None = None
     """Directory for the files: ``{bucketDirPath}/{sessionId}/{participantId}/{kind}/{file}``."""
 
 
