@@ -1,7 +1,7 @@
 """VideoSDK rooms: a meeting's customRoomId
 
 Revision ID: 0010
-Revises: 0012
+Revises: 0009
 Create Date: 2026-12-03 09:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0010'
-down_revision: str | None = '0012'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
