@@ -133,7 +133,10 @@ def test_browser_mutes_twice_three_audio_files_and_video_at_sent_size(
         time.sleep(2.5)
         before = time.time()
         track_recording(server, "stop", {"roomId": meeting["id"], "participantId": alice["id"], "kind": "audio"})
-        spans.append((on_since, (before + time.time()) / 2))
+        # The last file ends somewhere while the stop call runs (seconds on a loaded machine): its span is known
+        # to lie between the call's start and its return.
+        stop_window = time.time() - before
+        spans.append((on_since, before + stop_window / 2))
         sent_size = sent_video_size(page)
         track_recording(server, "stop", {"roomId": meeting["id"], "participantId": alice["id"], "kind": "video"})
         page.screenshot(path=str(artifacts / "recording-browser.png"))
@@ -154,9 +157,10 @@ def test_browser_mutes_twice_three_audio_files_and_video_at_sent_size(
     durations = [decode_audio_seconds(f) for f in files]
     unmuted = sum(end - start for start, end in spans)
     print(f"audio files {[round(d, 3) for d in durations]} s; unmuted spans {[round(e - s, 3) for s, e in spans]} s")
-    assert sum(durations) == pytest.approx(unmuted, abs=0.3), (durations, spans)
-    for duration, (start, end), segment in zip(durations, spans, manifest.segments, strict=True):
-        assert duration == pytest.approx(end - start, abs=0.3), (durations, spans)
+    slack = [0.3, 0.3, 0.3 + stop_window / 2]  # per file: muting is a click; the stop is a call of some length
+    assert sum(durations) == pytest.approx(unmuted, abs=sum(slack)), (durations, spans, stop_window)
+    for duration, (start, end), segment, tol in zip(durations, spans, manifest.segments, slack, strict=True):
+        assert duration == pytest.approx(end - start, abs=tol), (durations, spans, stop_window)
         assert segment.codec == "opus" and segment.frames > 0
 
     # Video: never muted, so one file; it starts on a keyframe and every frame decodes at the sent size.

@@ -246,5 +246,7 @@ async def test_five_percent_packet_loss_is_recovered_by_nack_and_pli(srv: LiveSe
         assert len(samples) == segment.frames * 960
         assert dominant_frequency(samples) == pytest.approx(TONE_HZ, abs=5)
         frames += segment.frames
+    # What was sent while recording is estimated from the first recorded video counter (30 fps vs 50 packets/s):
+    # on a loaded machine that start estimate is off by a few tenths of a second, so allow 5 % loss plus 10 %.
     sent_while_recording = rec.sent["audio"][0] - rec.started_at_frame * 50 // 30
-    assert 0.9 * sent_while_recording <= frames <= rec.sent["audio"][1], (frames, sent_while_recording)
+    assert 0.85 * sent_while_recording <= frames <= rec.sent["audio"][1], (frames, sent_while_recording)
