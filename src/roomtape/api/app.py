@@ -17,7 +17,7 @@ from roomtape.api.errors import install_error_handlers
 from roomtape.api.limits import BodySizeLimit
 from roomtape.api.routers import downloads, signaling, transcripts, web
 from roomtape.api.routers.dashboard import router as dashboard_router
-from roomtape.api.routers.realtimekit import active_session, apps, meetings, presets, sessions, webhooks
+from roomtape.api.routers.realtimekit import active_session, analytics, apps, meetings, presets, sessions, webhooks
 from roomtape.api.routers.realtimekit.recordings import router as recordings_router
 from roomtape.api.routers.videosdk import ROUTERS as VIDEOSDK_ROUTERS
 from roomtape.api.schemas import ErrorResponse
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (apps, meetings, presets, active_session, sessions, webhooks):
+    for module in (apps, meetings, presets, active_session, sessions, webhooks, analytics):
         app.include_router(module.router, responses=_ERROR_RESPONSES)
     app.include_router(downloads.router)
     app.include_router(recordings_router, responses=_ERROR_RESPONSES)
