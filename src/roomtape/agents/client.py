@@ -82,6 +82,7 @@ ClientEventName = Literal[
     "track_unmuted",
     "chat",
     "kicked",
+    "poll",
     "error",
     "closed",
 ]
@@ -183,6 +184,8 @@ class ClientEvent:
     """For ``error`` (and ``closed``: the reason, if any)."""
     chat: ChatMessage | None = None
     """For ``chat``."""
+    poll: dict[str, Any] | None = None
+    """For ``poll``: the poll as the server shows it to you (new, or with new counts)."""
 
 
 class _ReceivedTrack(MediaStreamTrack):
@@ -282,6 +285,9 @@ class RoomClient:
         self.permissions: dict[str, Any] = {}
         """What the participant's preset allows (the welcome's ``permissions``), after :meth:`join`."""
         self._pending_recording: asyncio.Future[dict[str, Any]] | None = None
+        self.polls: dict[str, dict[str, Any]] = {}
+        """Polls of the session by id, as last received (``poll`` events update them)."""
+        self._pending_vote: tuple[str, asyncio.Future[dict[str, Any]]] | None = None
         self.events: EventEmitter[ClientEventName, ClientEvent] = EventEmitter()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -394,6 +400,7 @@ class RoomClient:
         self.participant_id = welcome["participant_id"]
         self.session_id = welcome["session_id"]
         self.permissions = dict(welcome.get("permissions") or {})
+        self.polls = {p["id"]: p for p in welcome.get("polls") or []}
         for p in welcome["participants"]:
             self.participants[p["id"]] = RemoteParticipant(p["id"], p.get("name"))
         for t in welcome["tracks"]:
@@ -470,6 +477,13 @@ class RoomClient:
                 sent.set_result(message)
         elif kind == "kicked":
             self._emit(ClientEvent("kicked"))
+        elif kind == "poll":
+            poll = dict(message["poll"])
+            self.polls[poll["id"]] = poll
+            if self._pending_vote is not None and self._pending_vote[0] == poll["id"]:
+                if not self._pending_vote[1].done():
+                    self._pending_vote[1].set_result(poll)
+            self._emit(ClientEvent("poll", poll=poll))
         elif kind in ("recording_started", "recording_stopped"):
             if self._pending_recording is not None and not self._pending_recording.done():
                 self._pending_recording.set_result(message)
@@ -484,6 +498,8 @@ class RoomClient:
             )
             if refused is not None and not refused.done():
                 refused.set_exception(SignalingError(text))
+            if message.get("request") == "vote" and self._pending_vote and not self._pending_vote[1].done():
+                self._pending_vote[1].set_exception(SignalingError(text))
             pending = self._pending_recording
             if message.get("request") in ("start_recording", "stop_recording") and pending and not pending.done():
                 pending.set_exception(SignalingError(text))
@@ -624,6 +640,17 @@ class RoomClient:
         chat = ChatMessage.from_json(reply["message"])
         self.chat.append(chat)
         return chat
+
+    async def vote(self, poll_id: str, option: int) -> dict[str, Any]:
+        """Vote in a poll (``option``: index into its options); returns the poll with the new counts.
+
+        Raises:
+            SignalingError: if the server refused (preset without ``polls.can_vote``, voted already, ...).
+        """
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending_vote = (poll_id, future)
+        await self._send({"type": "vote", "poll_id": poll_id, "option": option})
+        return await asyncio.wait_for(future, _REPLY_TIMEOUT)
 
     async def start_recording(self) -> str:
         """Start the meeting's recording (the preset must allow ``can_record``); returns the recording id.

@@ -379,6 +379,10 @@ class PresetPolicy:
     """Largest camera picture (landscape width, height); None: no limit."""
     max_screen: tuple[int, int] | None = None
     """Largest screen-share picture."""
+    view_polls: bool = True
+    """Receives polls (``permissions.polls.can_view``)."""
+    vote: bool = True
+    """May vote in polls (``permissions.polls.can_vote``)."""
 
     def may_publish(self, kind: str) -> bool:
         """Whether a track of ``kind`` (audio, video, screen_audio, screen_video) may be published."""
@@ -425,4 +429,6 @@ def policy_of(name: str, document: dict[str, Any]) -> PresetPolicy:
         chat=doc.permissions.chat.public.can_send and doc.permissions.chat.public.text,
         max_video=QUALITY_SIZES[doc.config.media.video.quality],
         max_screen=QUALITY_SIZES[doc.config.media.screenshare.quality],
+        view_polls=doc.permissions.polls.can_view,
+        vote=doc.permissions.polls.can_vote,
     )

@@ -37,6 +37,7 @@ from roomtape.domain.presets import UNRESTRICTED, PresetPolicy
 from roomtape.media.chat import ChatLog, ChatMessage
 from roomtape.media.events import EventEmitter
 from roomtape.media.forward import ForwardTrack, TrackFanout
+from roomtape.media.polls import Poll
 from roomtape.media.sdp import MediaSection, parse_media_sections
 from roomtape.media.tap import TappedReceiver, relay_keyframe_requests, tap_receiver
 
@@ -76,6 +77,8 @@ RoomEventName = Literal[
     "track_unmuted",
     "chat_message",
     "track_over_limit",
+    "poll_created",
+    "poll_updated",
 ]
 """Names of the events a :class:`Room` emits. ``track_over_limit``: a video keyframe larger than the
 publisher's preset allows arrived; the track's frames are dropped (not forwarded, not recorded) until a
@@ -241,6 +244,8 @@ class RoomEvent:
     """``track_over_limit``: the picture size that arrived."""
     limit: tuple[int, int] | None = None
     """``track_over_limit``: the largest size the preset allows."""
+    poll: Poll | None = None
+    """``poll_created`` / ``poll_updated``: the poll."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +300,8 @@ class Room:
         self._participants: dict[str, Participant] = {}
         self.chat = ChatLog()
         """The newest chat messages of the room, for later joiners."""
+        self.polls: dict[str, Poll] = {}
+        """Polls of the session in progress, by id, oldest first."""
 
     @property
     def participants(self) -> Mapping[str, Participant]:
@@ -320,11 +327,12 @@ class Room:
         hidden: bool | None = None,
         size: tuple[int, int] | None = None,
         limit: tuple[int, int] | None = None,
+        poll: Poll | None = None,
     ) -> None:
         if hidden is None:
             participant = self._participants.get(participant_id)
             hidden = participant.hidden if participant is not None else False
-        self.events.emit(name, RoomEvent(name, participant_id, track, hidden=hidden, size=size, limit=limit))
+        self.events.emit(name, RoomEvent(name, participant_id, track, hidden=hidden, size=size, limit=limit, poll=poll))
 
     def post_chat(self, message: ChatMessage) -> None:
         """Keep a checked chat message and emit ``chat_message`` to everyone listening.
@@ -339,6 +347,30 @@ class Room:
         self._get(message.participant_id)
         self.chat.add(message)
         self.events.emit("chat_message", RoomEvent("chat_message", message.participant_id, chat=message))
+
+    def create_poll(self, poll: Poll) -> None:
+        """Add a poll; emits ``poll_created`` (``participant_id`` is its creator)."""
+        self.polls[poll.id] = poll
+        self._emit("poll_created", poll.created_by or "", hidden=False, poll=poll)
+
+    def vote(self, participant_id: str, poll_id: str, option: int) -> Poll:
+        """Count a participant's vote; emits ``poll_updated``.
+
+        Raises:
+            ParticipantNotFoundError: if the participant has not joined.
+            NotAllowedError: if its preset may not vote.
+            RoomError: no such poll.
+            PollError: no such option, or it has voted already.
+        """
+        participant = self._get(participant_id)
+        if not participant.policy.vote:
+            raise NotAllowedError(f"preset {participant.policy.preset_name!r} does not allow voting in polls")
+        poll = self.polls.get(poll_id)
+        if poll is None:
+            raise RoomError(f"no poll {poll_id} in this session")
+        poll.vote(participant_id, participant.name, option)
+        self._emit("poll_updated", participant_id, hidden=False, poll=poll)
+        return poll
 
     def _over_limit(self, track: PublishedTrack, limit: tuple[int, int], size: tuple[int, int]) -> None:
         logger.info("room %s: track %s is %sx%s, over its preset's %sx%s", self.id, track.id, *size, *limit)

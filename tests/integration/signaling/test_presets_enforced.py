@@ -10,11 +10,13 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import cloudflare
 import httpx
 import numpy as np
 import pytest
 from aiortc.mediastreams import VideoStreamTrack
 from av import VideoFrame
+from cloudflare import Cloudflare
 from tests.conftest import Server
 from tests.integration.media.roomtape_media_peers import CounterVideoTrack, ToneAudioTrack
 from tests.integration.signaling.signaling_helpers import Api, Received, read_track, run_signaling_server, wait_for
@@ -252,3 +254,58 @@ async def test_video_above_the_preset_quality_is_not_forwarded(api: Api, server:
     finally:
         for w in (small, big, host):
             await w.close()
+
+
+async def test_polls_reach_participants_over_signaling_and_votes_follow_presets(api: Api, server: Server) -> None:
+    kit = Cloudflare(api_token=server.api_token, base_url=server.base_url, max_retries=0).realtime_kit
+    ids = {"account_id": server.account_id, "app_id": server.app_id}
+    meeting = api.meeting()
+    with pytest.raises(cloudflare.ConflictError):  # nobody is in the meeting
+        await asyncio.to_thread(kit.active_session.create_poll, meeting, **ids, question="Q?", options=["a", "b"])
+    alice_id, alice_token = add(api, meeting, "poll-alice", "group_call_participant")
+    _, bob_token = add(api, meeting, "poll-bob", "group_call_host")
+    _, viewer_token = add(api, meeting, "poll-viewer", "livestream_viewer")  # polls.can_vote: false
+    alice, bob, viewer = Watcher(server, alice_token), Watcher(server, bob_token), Watcher(server, viewer_token)
+    polls: list[dict[str, Any]] = []
+    bob.client.on("poll", lambda e: polls.append(e.poll or {}))
+    try:
+        for w in (alice, bob, viewer):
+            await w.client.join()
+        created = await asyncio.to_thread(
+            kit.active_session.create_poll, meeting, **ids, question="Lunch?", options=["pizza", "soup"]
+        )
+        assert created.success and created.data and created.data.poll
+        poll = created.data.poll
+        assert poll.question == "Lunch?" and [o.text for o in poll.options] == ["pizza", "soup"]
+        assert all(o.count == 0 for o in poll.options) and poll.created_by == "ORGANIZATION"
+        await wait_for(lambda: all(poll.id in w.client.polls for w in (alice, bob, viewer)), 10, "the poll delivered")
+
+        counted = await alice.client.vote(poll.id, 1)
+        assert [o["count"] for o in counted["options"]] == [0, 1]
+        assert counted["options"][1]["votes"] == [{"id": alice_id, "name": "poll-alice"}]
+        await wait_for(lambda: any(p["options"][1]["count"] == 1 for p in polls), 10, "bob sees the new count")
+        with pytest.raises(SignalingError) as twice:
+            await alice.client.vote(poll.id, 0)
+        assert "voted" in str(twice.value)
+        with pytest.raises(SignalingError) as refused:
+            await viewer.client.vote(poll.id, 0)
+        assert "livestream_viewer" in str(refused.value) and "voting" in str(refused.value)
+        with pytest.raises(SignalingError):
+            await bob.client.vote(poll.id, 7)
+        assert [o["count"] for o in bob.client.polls[poll.id]["options"]] == [0, 1]
+
+        # A late joiner gets the session's polls in its welcome.
+        _, late_token = add(api, meeting, "poll-late", "group_call_participant")
+        late = Watcher(server, late_token)
+        await late.client.join()
+        assert late.client.polls[poll.id]["options"][1]["count"] == 1
+        await late.close()
+    finally:
+        for w in (viewer, bob, alice):
+            await w.close()
+
+    # Another account cannot create polls in our meeting.
+    other = server.new_app("poll-intruder")
+    intruder = Cloudflare(api_token=other["api_token"], base_url=server.base_url, max_retries=0).realtime_kit
+    with pytest.raises(cloudflare.NotFoundError):
+        await asyncio.to_thread(intruder.active_session.create_poll, meeting, **ids, question="x", options=["y"])

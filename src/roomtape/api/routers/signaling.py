@@ -330,6 +330,7 @@ def permissions_json(policy: PresetPolicy) -> dict[str, Any]:
         "chat": policy.chat,
         "max_video": list(policy.max_video) if policy.max_video else None,
         "max_screen": list(policy.max_screen) if policy.max_screen else None,
+        "polls": {"view": policy.view_polls, "vote": policy.vote},
     }
 
 
@@ -374,6 +375,7 @@ class _Connection:
                 "tracks": [track_json(t) for t in room.visible_tracks(self._me)],
                 "permissions": permissions_json(policy),
                 "chat": [m.to_json() for m in room.chat.messages()],
+                "polls": [p.to_json(self._me) for p in room.polls.values()] if policy.view_polls else [],
             }
         )
         self._listen("participant_joined", lambda e: {"type": "participant_joined", "participant": self._who(e)})
@@ -385,9 +387,19 @@ class _Connection:
         self._listen("chat_message", lambda e: {"type": "chat", "message": e.chat.to_json() if e.chat else None})
         self._room.events.on("track_over_limit", self._over_limit)
         self._handlers.append(("track_over_limit", self._over_limit))
+        if policy.view_polls:
+            for name in ("poll_created", "poll_updated"):
+                self._room.events.on(name, self._poll)
+                self._handlers.append((name, self._poll))
         if policy.subscribe:  # a preset that may not receive gets no downlink offers at all
             self._downlink = Downlink(room, self._me, self._offer)
             self._downlink.start()
+
+    def _poll(self, event: RoomEvent) -> None:
+        """Deliver a new poll, or new counts, to this participant (the voter too: it sees its vote count)."""
+        if event.poll is not None:
+            action = "created" if event.name == "poll_created" else "updated"
+            self.send({"type": "poll", "action": action, "poll": event.poll.to_json(self._me)})
 
     def _over_limit(self, event: RoomEvent) -> None:
         """Tell the publisher its picture is larger than its preset allows (and is not forwarded)."""
@@ -511,6 +523,11 @@ class _Connection:
             await self._transcript(message)
         elif kind == "chat":
             await self._chat(message)
+        elif kind == "vote":
+            option = message.get("option")
+            if isinstance(option, bool) or not isinstance(option, int):
+                raise InvalidInput("vote: 'option' must be the index of an option")
+            self._room.vote(self._me, _string(message, "poll_id"), option)
         elif kind in ("start_recording", "stop_recording"):
             await self._recording(kind == "start_recording", message)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,7 @@ from roomtape.api.schemas import Envelope
 from roomtape.db import lifecycle
 from roomtape.db.models import App, Participant, SessionParticipant
 from roomtape.errors import Conflict, NotFound
+from roomtape.media.polls import Poll
 
 router = APIRouter(
     prefix="/accounts/{account_id}/realtime/kit/{app_id}/meetings/{meeting_id}/active-session",
@@ -103,3 +105,73 @@ async def _notify_media(ctx: ServerContext, app_id: str, meeting_id: str, partic
     if participant_ids:
         for hook in ctx.kick_hooks:
             await hook(app_id, meeting_id, participant_ids)
+
+
+class PollCreate(s._Request):
+    """Body of "create poll"."""
+
+    question: s.Name
+    options: list[s.Name] = Field(min_length=1, max_length=20)
+    anonymous: bool = False
+    hide_votes: bool = False
+
+
+class PollVote(BaseModel):
+    """A voter."""
+
+    id: str
+    name: str
+
+
+class PollOption(BaseModel):
+    """An option with its votes."""
+
+    text: str
+    count: int
+    votes: list[PollVote]
+
+
+class PollOut(BaseModel):
+    """A poll, as the SDK's ``active_session_create_poll_response.DataPoll``."""
+
+    id: str
+    question: str
+    options: list[PollOption]
+    anonymous: bool
+    hide_votes: bool
+    created_by: str | None
+    voted: list[str]
+
+
+class PollCreated(BaseModel):
+    """``data`` of "create poll"."""
+
+    action: str = "create"
+    poll: PollOut
+
+
+@router.post("/poll", response_model=Envelope[PollCreated], status_code=201, summary="Create a poll")
+async def create_poll(
+    meeting_id: str,
+    body: PollCreate,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+    ctx: ServerContext = Depends(get_context),
+) -> Envelope[PollCreated]:
+    """Ask the participants of the live session a question; they get it over signaling and vote there.
+
+    409 when the meeting has no active session on this server.
+    """
+    meeting = await get_meeting(db, app, meeting_id)
+    live = ctx.media.get(meeting.id)
+    if live is None or await lifecycle.live_session(db, meeting.id) is None:
+        raise Conflict("meeting has no active session")
+    poll = Poll(
+        question=body.question,
+        options=list(body.options),
+        anonymous=body.anonymous,
+        hide_votes=body.hide_votes,
+        created_by="ORGANIZATION",
+    )
+    live.room.create_poll(poll)
+    return Envelope(data=PollCreated(poll=PollOut.model_validate(poll.to_json())))
