@@ -13,6 +13,7 @@ import json
 import os
 import pkgutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +98,47 @@ def test_the_example_voice_agent_runs_from_the_runtime_venv(made_run: MadeRun) -
     final = events[-1]
     assert final["event"] == "done" and final["session_id"], events
     assert final["composite_recording_id"] and final["track_recordings"], final
+
+
+@pytest.mark.timeout(300)
+def test_a_non_editable_install_serves_its_pages(made_run: MadeRun, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``pip install .`` without extras (here with the uv that ``make run`` installed): templates, static files
+    and migrations come from the installed package, not the checkout."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    uv = made_run.venv / "bin" / "uv"
+    subprocess.run([uv, "venv", "--quiet", tmp / "venv"], check=True, timeout=60)
+    python = tmp / "venv" / "bin" / "python"
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", python, ROOT], check=True, timeout=240)
+    where = subprocess.run(
+        [python, "-c", "import roomtape, pathlib; print(pathlib.Path(roomtape.__file__).parent)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp,
+    ).stdout.strip()
+    assert not where.startswith(str(ROOT)), where  # the installed copy, not the checkout
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMTAPE_")}
+    env.update(ROOMTAPE_PORT=str(port), ROOMTAPE_DATA_DIR=str(tmp / "data"))
+    server = subprocess.Popen(
+        [tmp / "venv" / "bin" / "roomtape", "serve"],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        html = {"Accept": "text/html"}
+        assert httpx.get(f"{base}/", headers=html).status_code == 200
+        for path in ("/static/dashboard.css", "/static/roomtape.js", "/dashboard/signin"):
+            assert httpx.get(f"{base}{path}", headers=html).status_code == 200, path
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
