@@ -10,7 +10,7 @@ meeting's keep-alive has passed (the media plane schedules :func:`end_session_if
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,12 +90,18 @@ async def participant_joined(
 
 
 async def participant_left(
-    db: AsyncSession, stay_id: str, now: datetime | None = None
+    db: AsyncSession, stay_id: str, now: datetime | None = None, media_stats: list[dict[str, Any]] | None = None
 ) -> tuple[Session, SessionParticipant]:
-    """Record a leave; returns the session (still LIVE until the keep-alive passes). The caller commits."""
+    """Record a leave; returns the session (still LIVE until the keep-alive passes). The caller commits.
+
+    ``media_stats`` (the room's per-track counters at the leave) is kept for the peer report, also when the
+    leave itself was recorded earlier (a kick records it before the connection closes).
+    """
     stay = await db.get(SessionParticipant, stay_id)
     if stay is None:
         raise NotFound("session participant not found")
+    if media_stats is not None and stay.media_stats is None:
+        stay.media_stats = media_stats
     session = await db.get(Session, stay.session_id)
     if session is None:  # pragma: no cover - the foreign key forbids it
         raise NotFound("session not found")

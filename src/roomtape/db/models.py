@@ -220,6 +220,8 @@ class SessionParticipant(Base):
     preset_name: Mapped[str] = mapped_column(String(255))
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
     left_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    media_stats: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """Per published track at the leave: frames, bytes, RTP packets received/lost, jitter, NACKs, PLIs."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

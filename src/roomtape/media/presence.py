@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -213,9 +213,14 @@ class Presence:
         if self._by_participant.get(key) is membership:
             del self._by_participant[key]
         keep_alive = 60.0
+        try:  # the peer report's media counters, read before the room forgets the tracks
+            media_stats: list[dict[str, Any]] | None = await membership.room.track_stats(membership.participant_id)
+        except Exception:  # a report is not worth a failed leave
+            logger.exception("meeting %s: no media stats for %s", membership.meeting_id, membership.participant_id)
+            media_stats = None
         async with self._sessions() as db:
             # Already recorded when the API kicked the participant; participant_left is idempotent.
-            await lifecycle.participant_left(db, membership.stay_id)
+            await lifecycle.participant_left(db, membership.stay_id, media_stats=media_stats)
             meeting = await db.get(Meeting, membership.meeting_id)
             if meeting is not None:
                 keep_alive = float(meeting.session_keep_alive_time_in_secs)

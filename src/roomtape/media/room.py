@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiortc import (
     RTCConfiguration,
@@ -595,6 +596,48 @@ class Room:
         for track in tracks.values():
             await track.fanout.aclose()
             self._emit("track_unpublished", participant.id, track, hidden=participant.hidden)
+
+    async def track_stats(self, participant_id: str) -> list[dict[str, Any]]:
+        """Receive-side counters of every track the participant publishes now, for its peer report.
+
+        Per track: frames, keyframes and payload bytes through the tap, RTP packets received and lost and the
+        jitter (aiortc's receiver statistics), NACKs and PLIs sent. Empty for an unknown participant.
+        """
+        participant = self._participants.get(participant_id)
+        if participant is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for track in participant.tracks.values():
+            tap = track.tap
+            received = lost = 0
+            jitter: float | None = None
+            ssrc: int | None = None
+            with contextlib.suppress(Exception):  # statistics are best effort: a closing transport has none
+                for stat in (await tap.receiver.getStats()).values():
+                    if getattr(stat, "type", None) == "inbound-rtp" and stat.ssrc not in tap._rtx_ssrcs:
+                        received += int(stat.packetsReceived)
+                        lost += max(0, int(stat.packetsLost))
+                        jitter, ssrc = float(stat.jitter), int(stat.ssrc)
+            out.append(
+                {
+                    "track_id": track.id,
+                    "kind": track.kind,
+                    "mid": track.mid,
+                    "mime_type": track.mime_type,
+                    "ssrc": ssrc,
+                    "frames": tap.frames,
+                    "keyframes": tap.keyframes,
+                    "bytes": tap.bytes,
+                    "packets_received": received,
+                    "packets_lost": lost,
+                    "jitter": jitter,
+                    "nacks_sent": tap.nacks_sent,
+                    "nacked_packets": tap.nacked_packets,
+                    "plis_sent": tap.plis_sent,
+                    "at": time.time(),
+                }
+            )
+        return out
 
     async def leave(self, participant_id: str) -> None:
         """Remove a participant: unpublish its tracks, close its connections; emits ``participant_left``.

@@ -206,6 +206,9 @@ def check_internals() -> None:
         "aiortc.rate.RateCounter(window_size, scale) with add/rate/reset changed",
     )
 
+    nack = getattr(RTCRtpReceiver, "_send_rtcp_nack", None)
+    need(inspect.iscoroutinefunction(nack), "RTCRtpReceiver._send_rtcp_nack is not a coroutine function")
+    need(_params(nack) == ["self", "media_ssrc", "lost"], "RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost) changed")
     pli = getattr(RTCRtpReceiver, "_send_rtcp_pli", None)
     need(inspect.iscoroutinefunction(pli), "RTCRtpReceiver._send_rtcp_pli is not a coroutine function")
     need(_params(pli) == ["self", "media_ssrc"], "RTCRtpReceiver._send_rtcp_pli(media_ssrc) changed")
@@ -296,6 +299,21 @@ class TappedReceiver:
         """Number of those frames that were keyframes."""
         self.plis_sent = 0
         """Number of PLIs sent by :meth:`request_keyframe`."""
+        self.bytes = 0
+        """Payload bytes of those frames."""
+        self.nacks_sent = 0
+        """Number of NACK packets aiortc's receiver sent for lost RTP packets."""
+        self.nacked_packets = 0
+        """Number of RTP packets those NACKs asked for again."""
+        # Count NACKs where aiortc sends them: one call per NACK packet (rare), nothing per RTP packet.
+        send_nack: Callable[[int, list[int]], Awaitable[None]] = receiver._send_rtcp_nack
+
+        async def counted_nack(media_ssrc: int, lost: list[int]) -> None:
+            self.nacks_sent += 1
+            self.nacked_packets += len(lost)
+            await send_nack(media_ssrc, lost)
+
+        receiver._send_rtcp_nack = counted_nack  # type: ignore[method-assign]
 
     @property
     def receiver(self) -> RTCRtpReceiver:
@@ -406,6 +424,7 @@ class PassthroughDecoder:
             keyframe = False
         tapped = self._tapped
         tapped.frames += 1
+        tapped.bytes += len(data)
         if keyframe and not self._is_audio:
             tapped.keyframes += 1
         return [

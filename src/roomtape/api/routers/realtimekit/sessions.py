@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -164,6 +165,167 @@ async def list_sessions(
     now = utcnow()
     data = [session_out(sess, meeting, now) for sess, meeting in rows]
     return SessionListResponse(data=s.SessionList(sessions=data), paging=paging(total, page.offset, len(data)))
+
+
+class PeerProducerStats(BaseModel):
+    """One published track as the server received it (RealtimeKit's ``*_producer`` items).
+
+    ``bytes_sent``/``packets_sent`` are what reached the server from the peer (payload bytes through the tap;
+    RTP packets received plus lost); ``nack_count`` and ``nacked_packets`` are roomtape additions.
+    """
+
+    producer_id: str
+    mid: str | None = None
+    ssrc: int | None = None
+    bytes_sent: int
+    packets_sent: int
+    packets_lost: int
+    jitter: float | None = None
+    frames_encoded: int | None = None
+    key_frames_encoded: int | None = None
+    pli_count: int | None = None
+    nack_count: int
+    nacked_packets: int
+    timestamp: str | None = None
+
+
+class PacketLoss(BaseModel):
+    """Loss over the whole stay."""
+
+    avg: float
+    """Lost packets over sent packets, in per cent."""
+
+
+class Cumulative(BaseModel):
+    """Per kind, over every track of that kind."""
+
+    packet_loss: PacketLoss
+
+
+class PeerQuality(BaseModel):
+    """RealtimeKit's ``peer_report.quality``: the peer's producers by kind (consumers are not measured)."""
+
+    audio_producer: list[PeerProducerStats] = []
+    audio_producer_cumulative: Cumulative | None = None
+    video_producer: list[PeerProducerStats] = []
+    video_producer_cumulative: Cumulative | None = None
+    screenshare_audio_producer: list[PeerProducerStats] = []
+    screenshare_audio_producer_cumulative: Cumulative | None = None
+    screenshare_video_producer: list[PeerProducerStats] = []
+    screenshare_video_producer_cumulative: Cumulative | None = None
+
+
+class PeerReport(BaseModel):
+    """RealtimeKit's ``peer_report``; ``metadata`` (devices, browser, IP) is not collected: empty."""
+
+    metadata: dict[str, Any] = {}
+    quality: PeerQuality | None = None
+
+
+class PeerParticipant(s.SessionParticipantOut):
+    """A peer (one stay of a participant) with its report."""
+
+    session_id: str
+    peer_report: PeerReport
+
+
+class PeerData(BaseModel):
+    """``data`` of the peer report."""
+
+    participant: PeerParticipant
+
+
+class PeerDataResponse(BaseModel):
+    """Response of "get participant data from peer id"."""
+
+    success: bool = True
+    data: PeerData
+
+
+_QUALITY_FIELD = {
+    "audio": "audio_producer",
+    "video": "video_producer",
+    "screen_audio": "screenshare_audio_producer",
+    "screen_video": "screenshare_video_producer",
+}
+
+
+def peer_quality(tracks: list[dict[str, Any]]) -> PeerQuality:
+    """The quality section from the room's per-track counters (``Room.track_stats``)."""
+    quality = PeerQuality()
+    for t in tracks:
+        video = t.get("kind") in ("video", "screen_video")
+        item = PeerProducerStats(
+            producer_id=str(t.get("track_id", "")),
+            mid=t.get("mid"),
+            ssrc=t.get("ssrc"),
+            bytes_sent=int(t.get("bytes", 0)),
+            packets_sent=int(t.get("packets_received", 0)) + int(t.get("packets_lost", 0)),
+            packets_lost=int(t.get("packets_lost", 0)),
+            jitter=t.get("jitter"),
+            frames_encoded=int(t.get("frames", 0)) if video else None,
+            key_frames_encoded=int(t.get("keyframes", 0)) if video else None,
+            pli_count=int(t.get("plis_sent", 0)) if video else None,
+            nack_count=int(t.get("nacks_sent", 0)),
+            nacked_packets=int(t.get("nacked_packets", 0)),
+            timestamp=iso(datetime.fromtimestamp(float(t["at"]), UTC)) if t.get("at") else None,
+        )
+        getattr(quality, _QUALITY_FIELD.get(str(t.get("kind")), "audio_producer")).append(item)
+    for kind_field in _QUALITY_FIELD.values():
+        items: list[PeerProducerStats] = getattr(quality, kind_field)
+        sent = sum(i.packets_sent for i in items)
+        if items:
+            loss = 100.0 * sum(i.packets_lost for i in items) / sent if sent else 0.0
+            setattr(quality, f"{kind_field}_cumulative", Cumulative(packet_loss=PacketLoss(avg=round(loss, 3))))
+    return quality
+
+
+@router.get(
+    "/peer-report/{peer_id}",
+    response_model=PeerDataResponse,
+    summary="Get participant data from peer id",
+)
+async def get_participant_data_from_peer_id(
+    peer_id: str,
+    request: Request,
+    filters: Literal["device_info", "ip_information", "precall_network_information", "events", "quality_stats"]
+    | None = None,
+    include_peer_events: bool = False,
+    app: App = Depends(app_of),
+    db: AsyncSession = Depends(get_db),
+) -> PeerDataResponse:
+    """A peer's stay (``peer_id`` is the stay id of the session's participant list) with its report.
+
+    ``quality`` holds what the media plane counted for each track the peer published: bytes, RTP packets
+    received and lost, jitter, NACKs and PLIs it sent — live while the peer is in the room, as kept at its
+    leave afterwards. ``filters=events`` (or ``include_peer_events``) adds the join/leave events;
+    ``quality_stats`` returns only the quality; the device, IP and pre-call filters have nothing collected.
+    """
+    row = (
+        await db.execute(
+            select(SessionParticipant, Session)
+            .join(Session, Session.id == SessionParticipant.session_id)
+            .where(SessionParticipant.id == peer_id, Session.app_id == app.id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("peer not found")
+    stay, sess = row[0], row[1]
+    tracks = stay.media_stats
+    if stay.left_at is None:
+        live = get_context(request).media.get(sess.meeting_id)
+        if live is not None:
+            tracks = await live.room.track_stats(stay.participant_id)
+    quality = peer_quality(tracks or []) if filters in (None, "quality_stats") else None
+    events = include_peer_events or filters == "events"
+    participant = session_participant_out(stay, events)
+    return PeerDataResponse(
+        data=PeerData(
+            participant=PeerParticipant(
+                **participant.model_dump(), session_id=sess.id, peer_report=PeerReport(quality=quality)
+            )
+        )
+    )
 
 
 @router.get("/{session_id}", response_model=SessionResponse, summary="Get a session")
