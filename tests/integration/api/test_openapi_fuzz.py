@@ -40,6 +40,13 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(server: Server
             f"Authorization: Bearer {server.api_token}",
             "--checks",
             "all",
+            # What the issue asks of the API is no 5xx and no response outside its schema. "Schema-valid data
+            # must be accepted" cannot hold by design here: the server validates beyond JSON Schema (a
+            # storage host that resolves to a private address is refused by the outbound policy; PostgreSQL
+            # refuses NUL in a query value) and answers those with a clear 400. Which of them the fuzzer hits
+            # depends on the order of generated data, so it made the run pass or fail by chance.
+            "--exclude-checks",
+            "positive_data_acceptance",
             "--seed",
             str(SEED),
             "--workers",
