@@ -232,6 +232,13 @@ class Peers:
         await client.publish(video=self._loop_track())
         return client.published["video"]
 
+    async def rt_leave_all(self) -> int:
+        """Every roomtape client joined so far leaves (its publisher stops); returns how many left."""
+        clients, self.clients = self.clients, []
+        for client in clients:
+            await client.leave()
+        return len(clients)
+
     async def rt_subscribe(self, base_url: str, tokens: list[str], within: float = 20.0) -> int:
         """Join one subscriber per token; return when every subscriber has received a video frame."""
         from roomtape.agents import RoomClient

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # chromium: the browser tests (Playwright drives Debian's build: nothing downloads a browser);
 # fonts-liberation: readable text in its screenshots.
 # ffmpeg: the command-line baseline of bench/composite_render.py.
-DEB_PACKAGES=(postgresql redis-server chromium fonts-liberation espeak-ng ffmpeg)
+# nginx + libnginx-mod-rtmp: the RTMP receiver of the livestream tests (started per test, unprivileged, on a
+# free port with its own config: tests/integration/livestream/rtmp_server.py).
+DEB_PACKAGES=(postgresql redis-server chromium fonts-liberation espeak-ng ffmpeg nginx libnginx-mod-rtmp)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -92,6 +92,21 @@ class Server:
         return dict(json.loads(out.stdout))
 
 
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, within: float = 120) -> None:
+    """Wait for a server subprocess to answer ``/healthz``; kill it and raise with its log if it does not."""
+    deadline = time.monotonic() + within  # generous: the 2 shared cores are often busy (36 s seen at load 16)
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()  # never leave a half-started server behind
+            raise RuntimeError(f"server did not start:\n{log.read_text()[-6000:]}")
+        time.sleep(0.1)
+
+
 def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
     env = {
@@ -115,17 +130,7 @@ def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | 
         [str(BIN / "roomtape"), "serve", "--no-demo"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # generous: the 2 shared cores are often busy (36 s seen at load 16)
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()  # never leave a half-started server behind
-            raise RuntimeError("server did not start:\n" + (data_dir / "server.log").read_text())
-        time.sleep(0.1)
+    wait_healthy(base, proc, data_dir / "server.log")
     return Server(base, data_dir, database_url, app["account_id"], app["app_id"], app["api_token"], proc, env)
 
 

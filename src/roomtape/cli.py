@@ -41,13 +41,45 @@ def main() -> None:
 @_data_dir
 @_database_url
 @click.option("--demo/--no-demo", default=True, help="Create a demo app on first start and print its credentials.")
-def serve(host: str | None, port: int | None, data_dir: Path | None, database_url: str | None, demo: bool) -> None:
-    """Run the roomtape server (API, media, jobs) in this process."""
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "media"]),
+    default=None,
+    help="all: API and rooms here; api: API and signaling entry; media: holds rooms. Env: ROOMTAPE_ROLE. "
+    "[default: all]",
+)
+@click.option(
+    "--media-workers",
+    type=click.IntRange(0, 256),
+    default=None,
+    help="Also spawn N media processes on this host (ports PORT+1..PORT+N); this process is their api node. "
+    "Needs ROOMTAPE_CLUSTER_URL. Env: ROOMTAPE_MEDIA_WORKERS. [default: 0]",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    demo: bool,
+    role: str | None,
+    media_workers: int | None,
+) -> None:
+    """Run the roomtape server (API, media, jobs) in this process, or one role of a scaled deployment."""
     import uvicorn
 
     from roomtape.api.app import create_app
+    from roomtape.cluster.supervisor import MediaWorkers
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
+    settings = load_settings(
+        host=host, port=port, data_dir=data_dir, database_url=database_url, role=role, media_workers=media_workers
+    )
+    if settings.media_workers:
+        settings = settings.model_copy(update={"role": "api"})
+    if settings.role != "all" and not settings.cluster_url:
+        raise click.ClickException(
+            f"--role {settings.role} (or --media-workers) needs the node registry: set "
+            "ROOMTAPE_CLUSTER_URL=redis://host:6379/0"
+        )
     creds, link = asyncio.run(_prepare(settings, demo))
     if creds is not None:
         click.echo(
@@ -61,11 +93,17 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, database_ur
         terms = _link_terms(settings.signin_link_ttl_secs)
         click.echo(f"roomtape: open the dashboard with this sign-in link ({terms}):")
         click.echo(f"  {link}")
-    click.echo(f"roomtape: serving on {settings.resolved_public_url} (database: {_safe_url(settings)})")
-    sys.stdout.flush()
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=_log_config()
+    click.echo(
+        f"roomtape: serving on {settings.resolved_public_url} as {settings.role} (database: {_safe_url(settings)})"
     )
+    sys.stdout.flush()
+    with MediaWorkers(settings, settings.media_workers) as workers:
+        for url in workers.urls:
+            click.echo(f"roomtape: media process at {url}")
+        sys.stdout.flush()
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=_log_config()
+        )
 
 
 def _log_config() -> dict[str, Any]:
@@ -255,8 +293,9 @@ def recordings_retry(recording_id: str, data_dir: Path | None, database_url: str
     from roomtape.db.models import Recording
     from roomtape.errors import RoomtapeError
     from roomtape.jobs.deps import open_deps
-    from roomtape.jobs.runner import upload_until_done
+    from roomtape.jobs.recording import upload_until_done
     from roomtape.jobs.upload import retry_recording
+    from roomtape.recording.spool import fetch, purge
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
 
@@ -272,7 +311,9 @@ def recordings_retry(recording_id: str, data_dir: Path | None, database_url: str
                 await queue.submit_upload(recording_id)
                 await queue.stop()
                 return "UPLOADING (queued for a worker)"
+            await fetch(deps, recording_id)  # from the spool, if the files are there and not here
             await upload_until_done(deps, recording_id)
+            await purge(deps, recording_id)
             async with deps.sessions() as db:
                 rec = await db.get(Recording, recording_id)
             if rec is None:
@@ -316,7 +357,7 @@ def compose(
     from roomtape.db.models import Recording
     from roomtape.errors import RoomtapeError
     from roomtape.jobs.deps import open_deps
-    from roomtape.jobs.runner import upload_until_done
+    from roomtape.jobs.recording import upload_until_done
     from roomtape.recording.compose.options import ChannelLayout, Layout, OutputFormat
     from roomtape.recording.meeting import recompose
 

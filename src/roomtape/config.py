@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     """Factor applied to a recording's ``max_seconds`` before the timer stops it. 1 in production (the API still
     takes 60..86400); tests set e.g. 0.05 so a 60 s limit stops the recording after 3 s."""
 
+    live_composite: bool = True
+    """Render a meeting recording's composite while it records (``roomtape.recording.live``: a process per
+    recording, following the track files), so that at the stop only the last seconds are left. False: render it
+    from the files after the stop. Channel layouts with a channel per participant are always rendered after."""
+
+    live_composite_lag_secs: float = Field(default=3.0, ge=1.0, le=60.0)
+    """How far behind the wall clock the live render stays: every frame up to there is on disk (WebM clusters
+    are flushed within 0.5 s) and segment timing from RTCP sender reports is known."""
+
     ice_host_addresses: str = ""
     """Comma-separated local addresses to gather ICE host candidates on (e.g. ``127.0.0.1`` for loopback-only
     tests, or the LAN address of a multi-homed host). Empty means every interface but loopback."""
@@ -98,6 +107,23 @@ class Settings(BaseSettings):
     storage_private_key: str = ""
     """SSH private key for an ``sftp://`` ``storage_url`` (``storage_secret`` is then its passphrase)."""
 
+    spool_url: str = ""
+    """Where track files wait between the media node that writes them and the job that renders and uploads
+    them, in the forms of ``storage_url`` (e.g. ``s3://roomtape-spool/nodes?endpoint=http://minio:9000``).
+    Empty: the data directory itself, so jobs must run where the files were written (one host, or a shared
+    data directory). Set it when ``roomtape worker`` runs on other hosts (see ``roomtape.recording.spool``)."""
+
+    spool_access_key: str = ""
+    """Access key for ``spool_url`` (S3); empty means the SDK's default credential chain."""
+
+    spool_secret: str = ""
+    """Secret for ``spool_url``, as ``storage_secret`` is for ``storage_url``."""
+
+    segment_max_seconds: float = Field(default=0.0, ge=0)
+    """Close a track's segment file after this many seconds and start the next one (video: at the next
+    keyframe, asked for then), so the spool receives a long meeting in pieces while it runs. 0: a segment
+    only ends at a mute, a gap or the stop."""
+
     download_url_ttl_secs: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
     """Lifetime of ``download_url``/``audio_download_url`` (S3 presigned URLs allow at most 7 days)."""
 
@@ -107,6 +133,30 @@ class Settings(BaseSettings):
 
     broker_queue: str = "roomtape:jobs"
     """Name of the Redis stream jobs are queued on (one per deployment)."""
+
+    role: Literal["all", "api", "media"] = "all"
+    """What ``roomtape serve`` runs: ``all`` (API, signaling and rooms in one process, the default), ``api``
+    (HTTP API, dashboard and the signaling entry; rooms live on media nodes) or ``media`` (holds rooms; the
+    api node forwards signaling and room control to it). ``api`` and ``media`` need ``cluster_url``."""
+
+    media_workers: int = Field(default=0, ge=0, le=256)
+    """``roomtape serve`` spawns this many ``media`` processes on this host (ports ``port+1`` ...) and
+    serves as their ``api`` node itself. 0: none (the process is what ``role`` says)."""
+
+    cluster_url: str = ""
+    """Redis URL of the node registry and room placement (``redis://host:6379/0``). Empty: one process holds
+    every room (in-process placement)."""
+
+    cluster_prefix: str = "roomtape:cluster"
+    """Prefix of the registry's Redis keys (one per deployment)."""
+
+    node_url: str = ""
+    """URL other nodes reach this node's HTTP server at (signaling and control are forwarded there). Empty
+    means ``http://<host>:<port>``."""
+
+    node_ttl_secs: float = Field(default=6.0, ge=1.0, le=300.0)
+    """A node that has not heartbeated for this long is dead: its rooms are marked lost and its recordings
+    move on (``INTERNAL_ERROR``). Nodes heartbeat every quarter of it."""
 
     webhook_max_attempts: int = Field(default=22, ge=1)
     """Delivery attempts per event and URL before it is marked dead (with the default backoff: about 25.5 hours)."""
@@ -209,6 +259,13 @@ class Settings(BaseSettings):
         """The public base URL without a trailing slash."""
         if self.public_url:
             return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def resolved_node_url(self) -> str:
+        """The URL other nodes forward signaling and room control to, without a trailing slash."""
+        if self.node_url:
+            return self.node_url.rstrip("/")
         return f"http://{self.host}:{self.port}"
 
     def resolved_secret_key(self) -> str:

@@ -34,6 +34,8 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaPlayer
@@ -226,6 +228,16 @@ def _no_ice_servers() -> RTCConfiguration:
     # aiortc's default configuration asks a public STUN server; roomtape runs on a LAN or loopback and
     # gives its host candidates, so by default the client does not wait on the internet.
     return RTCConfiguration(iceServers=[])
+
+
+def _codecs_named(name: str) -> list[RTCRtpCodecCapability]:
+    # The named video codec with its retransmission format: offering H.264 alone means every profile
+    # aiortc has, and RTX keeps NACK recovery working.
+    capabilities = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in capabilities if c.mimeType.lower() in (f"video/{name.lower()}", "video/rtx")]
+    if not any(c.mimeType.lower() != "video/rtx" for c in chosen):
+        raise ValueError(f"aiortc cannot send {name}")
+    return chosen
 
 
 def _meeting_of(token: str) -> str:
@@ -545,6 +557,7 @@ class RoomClient:
         video: TrackSource | None = None,
         screen: TrackSource | None = None,
         screen_audio: TrackSource | None = None,
+        video_codec: Literal["VP8", "H264"] | None = None,
     ) -> dict[TrackKind, str]:
         """Publish tracks (once per join): aiortc tracks, push tracks, or media files.
 
@@ -553,6 +566,8 @@ class RoomClient:
             video: Camera-like video.
             screen: Screen share video.
             screen_audio: Screen share audio.
+            video_codec: Offer only this codec for the video tracks (default: every codec aiortc has,
+                and the server picks VP8).
 
         Returns:
             Track id per kind, as others see them.
@@ -582,6 +597,8 @@ class RoomClient:
             gate = MuteGate(track)
             self._gates[kind] = gate
             transceiver = pc.addTransceiver(gate, direction="sendonly")
+            if media == "video" and video_codec is not None:
+                transceiver.setCodecPreferences(_codecs_named(video_codec))
             use_capture_clock(transceiver.sender, gate)  # sender reports on the capture clock: A/V in sync
             transceivers.append((kind, transceiver))
         await pc.setLocalDescription(await pc.createOffer())

@@ -9,24 +9,34 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from roomtape import __version__
 from roomtape.api import logs
 from roomtape.api.context import ServerContext
 from roomtape.api.errors import install_error_handlers
 from roomtape.api.limits import BodySizeLimit
-from roomtape.api.routers import downloads, signaling, transcripts, web
+from roomtape.api.routers import downloads, hls, signaling, transcripts, web
 from roomtape.api.routers.dashboard import router as dashboard_router
 from roomtape.api.routers.realtimekit import active_session, analytics, apps, meetings, presets, sessions, webhooks
+from roomtape.api.routers.realtimekit.livestreams import router as livestreams_router
 from roomtape.api.routers.realtimekit.recordings import router as recordings_router
 from roomtape.api.routers.videosdk import ROUTERS as VIDEOSDK_ROUTERS
 from roomtape.api.schemas import ErrorResponse
+from roomtape.cluster import Placement, make_placement
+from roomtape.cluster.hooks import RoomHooks
+from roomtape.cluster.placement import node_auth
+from roomtape.cluster.proxy import NodeForwarder
+from roomtape.cluster.reaper import Reaper
 from roomtape.config import Settings
 from roomtape.db.engine import create_engine, session_factory
 from roomtape.db.migrate import upgrade
 from roomtape.domain.secretbox import SecretBox
 from roomtape.jobs.runner import make_runner
+from roomtape.livestream.engine import LivestreamEngine
+from roomtape.livestream.service import LivestreamService
 from roomtape.recording.meeting import MeetingRecordings
+from roomtape.recording.spool import Shipper
 from roomtape.recording.startup import open_recording_service
 
 log = logging.getLogger(__name__)
@@ -63,23 +73,57 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = await build_context(settings)
-        app.state.ctx = ctx
+        placement = ctx.placement = make_placement(settings)
         jobs = ctx.jobs = make_runner(ctx)
         # Recovery runs before the runner starts; the runner's start() resumes every UPLOADING recording.
-        ctx.recordings = await open_recording_service(
-            ctx.media, ctx.sessions, settings.data_dir, uploader=jobs.submit_upload
-        )
+        # Scaled, it covers the recordings of nodes that are gone, by one process at a time.
+        async with placement.recovery_lock() as recover:
+            ctx.recordings = await open_recording_service(
+                ctx.media,
+                ctx.sessions,
+                settings.data_dir,
+                uploader=jobs.submit_upload,
+                spool=Shipper.from_settings(settings),
+                segment_max_seconds=settings.segment_max_seconds,
+                recover=recover,
+                live_nodes=await placement.live_node_ids(),
+                node_id=placement.node_id,
+                transcriber=jobs.submit_transcription,
+                transcribe_all_meetings=settings.transcribe_all_meetings,
+            )
         presence = signaling.start_presence(app, ctx)
         meeting_recordings = MeetingRecordings.install(ctx, ctx.recordings, ctx.media, jobs.submit_upload)
         ctx.meeting_recordings = meeting_recordings
+        livestreams = ctx.livestreams = LivestreamEngine(ctx.recordings, ctx.media, settings.data_dir)
+        livestream_service = ctx.livestream_service = LivestreamService(
+            ctx, livestreams, ctx.media, placement.node_id, jobs.events_committed
+        )
+        await livestream_service.open(await placement.live_node_ids())
         await jobs.start()
+        room_hooks = RoomHooks(placement, ctx.media)
+        await placement.start(room_hooks.load)
+        reaper = Reaper(
+            placement,
+            ctx,
+            settings.data_dir,
+            submit_upload=jobs.submit_upload,
+            submit_summary=jobs.submit_summary,
+            submit_transcription=jobs.submit_transcription,
+            interval=settings.node_ttl_secs / 4,
+        )
+        reaper.start()
+        app.state.ctx = ctx  # last: the forwarder passes requests through until the placement is running
         try:
             yield
         finally:
+            await reaper.aclose()
+            await livestream_service.aclose()
             await meeting_recordings.aclose()
             await ctx.jobs.stop()
             await presence.aclose()
             await ctx.media.close_all()
+            await room_hooks.aclose()
+            await placement.aclose()
             await ctx.recordings.aclose()
             await ctx.engine.dispose()
 
@@ -94,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, responses=_ERROR_RESPONSES)
     app.include_router(downloads.router)
     app.include_router(recordings_router, responses=_ERROR_RESPONSES)
+    app.include_router(livestreams_router, responses=_ERROR_RESPONSES)
+    app.include_router(hls.router)
     for videosdk_router in VIDEOSDK_ROUTERS:
         app.include_router(videosdk_router, responses=_ERROR_RESPONSES)
     app.include_router(transcripts.router, responses=_ERROR_RESPONSES)
@@ -108,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(NodeForwarder, state=lambda: _forwarding_state(app))
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
@@ -116,6 +163,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.max_upload_bytes,
     )
     return app
+
+
+def _forwarding_state(app: FastAPI) -> tuple[Placement, async_sessionmaker[AsyncSession], str] | None:
+    """What the forwarder needs, once the lifespan has built it."""
+    ctx: ServerContext | None = getattr(app.state, "ctx", None)
+    if ctx is None:
+        return None
+    return ctx.placement, ctx.sessions, node_auth(ctx.secret_key)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.context import get_db
-from roomtape.db.models import ApiToken, App
-from roomtape.domain.tokens import hash_api_token, looks_like_jwt
+from roomtape.db.accounts import token_account
+from roomtape.db.models import App
+from roomtape.domain.tokens import looks_like_jwt
 from roomtape.errors import NotFound, Unauthenticated
 
 
@@ -43,7 +43,7 @@ async def get_caller(request: Request, db: AsyncSession = Depends(get_db)) -> Ca
     token = bearer_token(request)
     if looks_like_jwt(token):
         raise Unauthenticated("participant tokens cannot be used on the admin API; use an API token")
-    account_id = await db.scalar(select(ApiToken.account_id).where(ApiToken.token_hash == hash_api_token(token)))
+    account_id = await token_account(db, token)
     if account_id is None:
         raise Unauthenticated("invalid API token")
     return Caller(account_id=account_id)

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from roomtape.cluster.placement import LocalPlacement, Placement
 from roomtape.config import Settings
 from roomtape.domain.secretbox import SecretBox
 from roomtape.jobs.runner import JobRunner
+from roomtape.livestream.engine import LivestreamEngine
+from roomtape.livestream.service import LivestreamService
 from roomtape.media.plane import MediaPlane
 from roomtape.recording.meeting import MeetingRecordings
 from roomtape.recording.service import RecordingService
@@ -38,6 +41,14 @@ class ServerContext:
     """Uploads and webhook delivery (``roomtape.jobs``): in-process, or queued for ``roomtape worker``."""
     meeting_recordings: MeetingRecordings | None = None
     """Composite (meeting) recordings; set in the app's lifespan."""
+    livestreams: LivestreamEngine | None = None
+    """Live streams (HLS, RTMP push) of this process's rooms (``roomtape.livestream.engine``); set in the app's
+    lifespan."""
+    livestream_service: LivestreamService | None = None
+    """RealtimeKit livestreams (rows, statuses, webhooks, playback URLs) over the engine; set in the app's
+    lifespan."""
+    placement: Placement = field(default_factory=LocalPlacement)
+    """Which node holds which room (``roomtape.cluster``): this process alone, or the Redis registry."""
 
 
 def get_context(request: Request) -> ServerContext:

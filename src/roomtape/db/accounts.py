@@ -78,6 +78,33 @@ async def create_app_with_account(
     return Credentials(account_id=account_id, app_id=app.id, api_token=token, api_secret=secret)
 
 
+async def token_account(db: AsyncSession, token: str) -> str | None:
+    """The account of the API token ``token`` (looked up by its hash); None for an unknown token."""
+    return await db.scalar(select(ApiToken.account_id).where(ApiToken.token_hash == hash_api_token(token)))
+
+
+async def list_account_apps(
+    db: AsyncSession, account_id: str, *, search: str | None, ascending: bool, offset: int, limit: int
+) -> tuple[list[App], int]:
+    """One page of the account's apps by creation time, and how many there are.
+
+    Args:
+        db: The database session.
+        account_id: Whose apps.
+        search: Only apps whose name contains it or whose id it is.
+        ascending: Oldest first (else newest first).
+        offset: Rows before the page.
+        limit: Rows in the page.
+    """
+    where = [App.account_id == account_id]
+    if search:
+        where.append(App.name.contains(search, autoescape=True) | (App.id == search))
+    total = int(await db.scalar(select(func.count()).select_from(App).where(*where)) or 0)
+    order = App.created_at.asc() if ascending else App.created_at.desc()
+    rows = await db.scalars(select(App).where(*where).order_by(order, App.id).offset(offset).limit(limit))
+    return list(rows.all()), total
+
+
 async def count_apps(db: AsyncSession) -> int:
     """How many apps exist in the whole database."""
     return int(await db.scalar(select(func.count()).select_from(App)) or 0)

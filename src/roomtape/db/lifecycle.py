@@ -186,6 +186,25 @@ async def mark_all_left(db: AsyncSession, session_id: str, now: datetime | None 
     return len(stays)
 
 
+async def leave_lost(db: AsyncSession, meeting_id: str, joined_before: datetime) -> Session | None:
+    """Record the leave of the participants of a room whose node died.
+
+    Those who joined before the node's last heartbeat have left; those who rejoined since, on another node,
+    stay. The caller ends the session if it is idle (:func:`end_session_if_idle`) and commits.
+
+    Returns:
+        The meeting's live session, if it had one.
+    """
+    session = await live_session(db, meeting_id)
+    if session is None:
+        return None
+    for stay in await present_stays(db, session.id):
+        joined = stay.joined_at if stay.joined_at.tzinfo else stay.joined_at.replace(tzinfo=joined_before.tzinfo)
+        if joined <= joined_before:
+            await participant_left(db, stay.id, joined_before)
+    return session
+
+
 async def touch(db: AsyncSession, session_id: str) -> None:
     """Bump ``updated_at`` of a session."""
     await db.execute(update(Session).where(Session.id == session_id).values(updated_at=utcnow()))

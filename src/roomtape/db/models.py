@@ -294,6 +294,9 @@ class Recording(Base):
     """Track recordings of one participant (VideoSDK): that participant; None for composite or whole-meeting."""
     track_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """Track recordings of one kind (VideoSDK): audio | video | screen_audio | screen_video."""
+    node_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The node (process) whose writers record it while it runs (``roomtape.cluster``): when that node's
+    heartbeat stops, another process moves the recording on with ``INTERNAL_ERROR``."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -426,5 +429,100 @@ class SessionSummary(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     """Why the last attempt failed."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TranscriptSegment(Base):
+    """One closed stretch of one participant's audio in a live session, and its speech-to-text job.
+
+    Written by the live transcription spool (:mod:`roomtape.recording.service`): a row when the stretch's
+    first frame is written (``recording``), ``pending`` once the segment file is closed (the job is queued),
+    then ``running`` → ``done`` | ``failed`` (:mod:`roomtape.jobs.transcribe_live`). The id is stable per
+    (session, participant, kind, segment index), so a retried or resumed job finds the same row and replaces
+    the same transcript items.
+    """
+
+    __tablename__ = "transcript_segments"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(16), default="audio")
+    index: Mapped[int] = mapped_column(Integer)
+    """The segment's index in its track's manifest (from 1)."""
+    path: Mapped[str] = mapped_column(Text)
+    """The segment file, relative to the data directory (removed once transcribed)."""
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The media node that writes it (``roomtape.cluster``; None on a single server)."""
+    status: Mapped[str] = mapped_column(String(16), default="recording")
+    """recording | pending | running | done | failed."""
+    start_epoch_ms: Mapped[int] = mapped_column(BigInteger)
+    """Wall-clock time of the segment's first sample (from its timing manifest), ms since the Unix epoch."""
+    end_epoch_ms: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    """Transcript items the segment gave."""
+    backend: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "participant_id", "kind", "index", name="uq_transcript_segments_track_index"),
+        Index("ix_transcript_segments_status", "status"),
+    )
+
+
+class Livestream(Base):
+    """A live stream of a meeting (RealtimeKit's livestream object): HLS served by roomtape, optionally an RTMP push.
+
+    One start makes one livestream with one :class:`LivestreamSession` (its run). It runs on the node holding
+    the meeting's room (``node_id``), in ``roomtape.livestream.engine``.
+    """
+
+    __tablename__ = "livestreams"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """The meeting's session that was streamed."""
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="INVOKED")
+    """INVOKED | LIVE | IDLE | ERRORED."""
+    rtmp_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The RTMP(S) push target, sealed (``domain.secretbox``): its path holds the receiver's stream key."""
+    ingest_server: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    """The push target without its stream key (what the API shows)."""
+    width: Mapped[int] = mapped_column(Integer, default=1280)
+    height: Mapped[int] = mapped_column(Integer, default=720)
+    start_reason: Mapped[str] = mapped_column(String(32), default="API_CALL")
+    """API_CALL | LIVE_STREAM_ON_START."""
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The node (process) that streams it."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_livestreams_app_created", "app_id", "created_at"),
+        Index("ix_livestreams_status", "status"),
+    )
+
+
+class LivestreamSession(Base):
+    """One run of a livestream: invoked, started (first HLS segment), stopped; ingest and viewer seconds."""
+
+    __tablename__ = "livestream_sessions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    livestream_id: Mapped[str] = mapped_column(ForeignKey("livestreams.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    invoked_time: Mapped[datetime] = mapped_column(default=utcnow)
+    started_time: Mapped[datetime | None] = mapped_column(nullable=True)
+    stopped_time: Mapped[datetime | None] = mapped_column(nullable=True)
+    ingest_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    """Seconds streamed (started to stopped)."""
+    viewer_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    """Media seconds served to viewers: the duration of every HLS segment fetched through a playback URL."""
+    err_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

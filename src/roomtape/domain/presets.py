@@ -14,7 +14,7 @@ roomtape enforces the part of a preset that concerns media and signaling, conden
 - ``permissions.can_record``: start and stop the meeting's recording from the client (signaling);
 - ``permissions.chat.public.can_send`` and ``.text``: send chat messages over signaling;
 - ``config.media.video.quality`` / ``config.media.screenshare.quality``: the largest picture size forwarded
-  and recorded (``qvga`` 320x240 ... ``uhd`` 3840x2160), read from VP8 keyframe headers.
+  and recorded (``qvga`` 320x240 ... ``uhd`` 3840x2160), read from VP8 keyframe headers and H.264 SPS.
 
 The other fields (private chat, polls, plugins, UI tokens) are stored and returned as they were given.
 No I/O here.

@@ -21,7 +21,12 @@ The jobs:
   same recording at once; a worker that finds it taken waits for it, then finds the job done (or takes
   over once a dead holder's lock expired after ``broker_lock_ms``). The worker holding the ``dispatcher``
   lease delivers webhooks from the outbox (one deliverer per database keeps per-target order).
-- Both re-derive at start-up: every recording in ``UPLOADING`` is enqueued again (idempotent).
+- Live transcription jobs (one closed audio segment each, :mod:`roomtape.jobs.transcribe_live`) are queued
+  by the server as segments close; the worker reads the segment file from the shared ``data_dir``. With a
+  recording spool (``ROOMTAPE_SPOOL_URL``: no shared data directory) they run on the server that wrote the
+  files instead.
+- Both re-derive at start-up: every recording in ``UPLOADING`` is enqueued again (idempotent), and the
+  server also re-enqueues unfinished summaries and live segments.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from taskiq_redis import RedisStreamBroker
 
 from roomtape.config import Settings
 from roomtape.jobs.deps import JobDeps, open_deps
-from roomtape.jobs.runner import recording_job, summary_ids, uploading_ids
+from roomtape.jobs.recording import recording_job, segment_ids, summary_ids, uploading_ids
 from roomtape.jobs.summarize import summarize_session
+from roomtape.jobs.transcribe_live import LocalTranscriptions, transcribe_segment
 from roomtape.webhooks.delivery import Deliverer
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,9 @@ UPLOAD_TASK = "roomtape.upload_recording"
 
 SUMMARY_TASK = "roomtape.summarize_session"
 """The summary job's task name."""
+
+TRANSCRIBE_TASK = "roomtape.transcribe_segment"
+"""The live transcription job's task name (one closed audio segment)."""
 
 _HEARTBEAT = """
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
@@ -181,6 +190,9 @@ class DistributedRunner:
     def __init__(self, deps: JobDeps) -> None:
         self._deps = deps
         self._broker = make_broker(deps.settings)
+        # With a recording spool there is no shared data directory: a worker could not read the live
+        # transcription's segment files, so their jobs run here, on the node that wrote them.
+        self._local_stt = LocalTranscriptions(deps) if deps.settings.spool_url else None
 
     async def start(self) -> None:
         """Connect and re-enqueue unfinished uploads."""
@@ -189,6 +201,8 @@ class DistributedRunner:
             await self.submit_upload(recording_id)
         for session_id in await summary_ids(self._deps):
             await self.submit_summary(session_id)
+        for segment_id in await segment_ids(self._deps):
+            await self.submit_transcription(segment_id)
 
     async def submit_upload(self, recording_id: str) -> None:
         """Queue the upload for a worker."""
@@ -200,11 +214,24 @@ class DistributedRunner:
         kicker: AsyncKicker[[str], None] = AsyncKicker(SUMMARY_TASK, self._broker, {})
         await kicker.kiq(session_id)
 
+    async def submit_transcription(self, segment_id: str) -> None:
+        """Queue a live segment's transcription for a worker, which reads the shared data directory.
+
+        With a recording spool (``spool_url``: no shared data directory) the job runs in this process.
+        """
+        if self._local_stt is not None:
+            self._local_stt.submit(segment_id)
+            return
+        kicker: AsyncKicker[[str], None] = AsyncKicker(TRANSCRIBE_TASK, self._broker, {})
+        await kicker.kiq(segment_id)
+
     def events_committed(self) -> None:
         """Workers poll the outbox; nothing to do."""
 
     async def stop(self) -> None:
-        """Disconnect."""
+        """Disconnect (and cancel local transcription jobs: resumed at the next start)."""
+        if self._local_stt is not None:
+            await self._local_stt.stop()
         await self._broker.shutdown()
 
 
@@ -264,6 +291,12 @@ def register_tasks(broker: AsyncBroker, deps: JobDeps, client: aioredis.Redis, p
         await summarize_session(deps, session_id)
 
     broker.register_task(summary, task_name=SUMMARY_TASK)
+
+    async def transcription(segment_id: str) -> None:
+        # Idempotent: a second run finds the segment done (or, resumed, replaces its own items).
+        await transcribe_segment(deps, segment_id)
+
+    broker.register_task(transcription, task_name=TRANSCRIBE_TASK)
 
 
 async def _hold(lease: _Lease, held: asyncio.Event, interval: float) -> None:

@@ -1,38 +1,24 @@
 """The in-process job runner (embedded default): recording jobs and webhook delivery as tasks of the server.
 
-A recording's job (:func:`recording_job`) renders its composite if that is still missing, transcribes it, then
-uploads, then refreshes its session's summary if one is wanted. A summary job
+A recording's job (:func:`~roomtape.jobs.recording.recording_job`) renders its composite if that is still
+missing, transcribes it, then uploads, then refreshes its session's summary if one is wanted. A summary job
 (:func:`~roomtape.jobs.summarize.summarize_session`) writes a session's summary.
 Every job is re-derived from the database at start-up: recordings in ``UPLOADING`` are run again
-(idempotent), summaries ``PENDING`` or ``RUNNING`` too, and the outbox's undelivered events are simply what
-the deliverer reads.
+(idempotent), summaries ``PENDING`` or ``RUNNING`` too, live transcription segments ``pending`` or ``running``
+too (:mod:`roomtape.jobs.transcribe_live`, one job per closed audio segment), and the outbox's undelivered
+events are simply what the deliverer reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Protocol
 
-from sqlalchemy import select
-
-from roomtape.db.models import Recording
-from roomtape.errors import RoomtapeError
-from roomtape.jobs.compose import render_pending
 from roomtape.jobs.deps import JobDeps
-from roomtape.jobs.summarize import pending_summaries, summarize_session, summary_after_transcription
-from roomtape.jobs.transcribe import transcribe_pending
-from roomtape.jobs.upload import upload_recording
+from roomtape.jobs.recording import recording_job, segment_ids, summary_ids, uploading_ids
+from roomtape.jobs.summarize import summarize_session
+from roomtape.jobs.transcribe_live import LocalTranscriptions
 from roomtape.webhooks.delivery import Deliverer
-
-log = logging.getLogger(__name__)
-
-UPLOAD_RETRY_MAX_SECS = 60.0
-
-
-def retry_delay(attempt: int) -> float:
-    """Seconds to wait before retrying an upload after ``attempt`` failures: 0.5 s doubling, capped at 60 s."""
-    return float(min(UPLOAD_RETRY_MAX_SECS, 0.5 * 2 ** min(attempt, 16)))
 
 
 class JobRunner(Protocol):
@@ -50,6 +36,10 @@ class JobRunner(Protocol):
         """Write a session's summary whose row is ``PENDING`` (see :mod:`roomtape.jobs.summarize`)."""
         ...
 
+    async def submit_transcription(self, segment_id: str) -> None:
+        """Transcribe a closed live audio segment (see :mod:`roomtape.jobs.transcribe_live`)."""
+        ...
+
     def events_committed(self) -> None:
         """Tell the deliverer new outbox events were committed (delivery also polls)."""
         ...
@@ -57,47 +47,6 @@ class JobRunner(Protocol):
     async def stop(self) -> None:
         """Stop; unfinished jobs are resumed at the next start."""
         ...
-
-
-async def summary_ids(deps: JobDeps) -> list[str]:
-    """Sessions whose summary is unfinished."""
-    async with deps.sessions() as db:
-        return await pending_summaries(db)
-
-
-async def uploading_ids(deps: JobDeps) -> list[str]:
-    """Recordings whose upload is unfinished."""
-    async with deps.sessions() as db:
-        return list(await db.scalars(select(Recording.id).where(Recording.status == "UPLOADING")))
-
-
-async def upload_until_done(deps: JobDeps, recording_id: str) -> None:
-    """Run :func:`upload_recording` until it no longer fails with a retryable error."""
-    attempt = 0
-    while True:
-        try:
-            await upload_recording(deps, recording_id)
-            return
-        except RoomtapeError as exc:
-            if not exc.retryable:
-                raise
-        except Exception:
-            log.exception("upload of recording %s failed unexpectedly; retrying", recording_id)
-        await asyncio.sleep(retry_delay(attempt))
-        attempt += 1
-
-
-async def recording_job(deps: JobDeps, recording_id: str) -> None:
-    """The whole job of a stopped recording: render, transcribe, upload.
-
-    Renders its composite if needed, transcribes its audio if its meeting asks for it
-    (:mod:`roomtape.jobs.transcribe`, never failing the job), then uploads until done.
-    """
-    if await render_pending(deps, recording_id):
-        await transcribe_pending(deps, recording_id)
-        await upload_until_done(deps, recording_id)
-        # After the upload, so a summary never delays the recording; the transcript is in the database.
-        await summary_after_transcription(deps, recording_id)
 
 
 class InProcessRunner:
@@ -110,6 +59,7 @@ class InProcessRunner:
         self._stop = asyncio.Event()
         self._deliverer = Deliverer(deps.sessions, deps.settings, deps.secret_key, deps.box) if deliver else None
         self._delivery_task: asyncio.Task[None] | None = None
+        self._transcriptions = LocalTranscriptions(deps, self.events_committed)
 
     async def start(self) -> None:
         """Resume uploads and start delivering webhooks."""
@@ -117,6 +67,8 @@ class InProcessRunner:
             await self.submit_upload(recording_id)
         for session_id in await summary_ids(self._deps):
             await self.submit_summary(session_id)
+        for segment_id in await segment_ids(self._deps):
+            await self.submit_transcription(segment_id)
         if self._deliverer is not None:
             self._delivery_task = asyncio.create_task(self._deliverer.run(self._stop), name="webhook-delivery")
 
@@ -134,6 +86,10 @@ class InProcessRunner:
         if running is not None and not running.done():
             return
         self._summaries[session_id] = asyncio.create_task(self._summary(session_id), name=f"summary-{session_id}")
+
+    async def submit_transcription(self, segment_id: str) -> None:
+        """Transcribe the segment unless its job is already queued or running (nothing after :meth:`stop`)."""
+        self._transcriptions.submit(segment_id)
 
     async def _summary(self, session_id: str) -> None:
         try:
@@ -155,6 +111,7 @@ class InProcessRunner:
     async def stop(self) -> None:
         """Cancel running jobs (they resume at the next start) and close the HTTP client."""
         self._stop.set()
+        await self._transcriptions.stop()
         tasks = [t for t in (*self._uploads.values(), *self._summaries.values()) if not t.done()]
         for task in tasks:
             task.cancel()

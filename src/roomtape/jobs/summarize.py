@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from roomtape.config import Settings
 from roomtape.db.models import Meeting, Recording, Session, SessionParticipant, SessionSummary, utcnow
 from roomtape.db.models import TranscriptItem as ItemRow
+from roomtape.db.transcript_segments import unfinished_count
 from roomtape.jobs.deps import JobDeps
 from roomtape.transcripts.store import list_session
 from roomtape.transcripts.summary.base import Summarizer, Summary, SummaryError, TranscriptLine
@@ -139,6 +140,12 @@ async def _summarize(deps: JobDeps, session_id: str, factory: SummarizerFactory)
     async with deps.sessions() as db:
         row = await db.get(SessionSummary, session_id)
         if row is None or row.status not in ("PENDING", "RUNNING"):
+            return
+        session = await db.get(Session, session_id)
+        if session is not None and session.status == "ENDED" and await unfinished_count(db, session_id):
+            # The live transcription's last segments: their job summarizes once they are in.
+            row.status, row.error = "PENDING", "waiting for the live transcription of the session"
+            await db.commit()
             return
         lines = await _lines(db, session_id)
         if not lines:

@@ -1,6 +1,10 @@
 """The transcribe step of a recording's job: every participant's recorded audio into the session's transcript.
 
-Segment by segment, after the composite is rendered and before the upload deletes the local files.
+Segment by segment, after the composite is rendered and before the upload deletes the local files. A session
+that was transcribed live (:mod:`roomtape.jobs.transcribe_live`: every meeting that asks for transcription,
+recorded or not, since its audio is spooled and transcribed while the meeting goes on) is not transcribed
+again here: the recording shows the live segments' progress instead. What follows is the path of sessions
+without live transcription (recorded before it existed, or recovered from files).
 
 Turned on per meeting by RealtimeKit's ``transcribe_on_end`` or an ``ai_config.transcription`` object (its
 ``language`` and ``keywords`` go to the backend), or for every meeting by ``ROOMTAPE_TRANSCRIBE_ALL_MEETINGS``.
@@ -29,14 +33,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from roomtape.config import Settings
 from roomtape.db.models import Meeting, Recording, Session, SessionParticipant
+from roomtape.db.transcript_segments import has_segments, meeting_transcribed, refresh_recordings
 from roomtape.jobs.deps import JobDeps
-from roomtape.recording.compose.timeline import Segment, discover
+from roomtape.recording.compose.timeline import discover
 from roomtape.recording.finalize import local_base
 from roomtape.transcripts.ingest import on_session_ended
 from roomtape.transcripts.links import TranscriptLinks
@@ -53,11 +59,9 @@ BackendFactory = Callable[[Settings], SpeechToText]
 
 def transcription_options(meeting: Meeting | None, settings: Settings) -> SttOptions | None:
     """The backend hints if the meeting is to be transcribed, else ``None``."""
-    if meeting is None:
+    if meeting is None or not meeting_transcribed(meeting, settings.transcribe_all_meetings):
         return None
     ai = (meeting.ai_config or {}).get("transcription")
-    if not (meeting.transcribe_on_end or isinstance(ai, dict) or settings.transcribe_all_meetings):
-        return None
     ai = ai if isinstance(ai, dict) else {}
     raw_keywords = ai.get("keywords")
     keywords: list[Any] = raw_keywords if isinstance(raw_keywords, list) else []
@@ -70,15 +74,13 @@ def retry_delay(settings: Settings, attempt: int) -> float:
     return float(settings.stt_backoff_base_secs * 2 ** min(attempt - 1, 10))
 
 
-async def _transcribe_segment(
-    settings: Settings, backend: SpeechToText, segment: Segment, options: SttOptions
-) -> Transcription:
-    """One segment, retried with backoff while the failure is retryable.
+async def transcribe_file(settings: Settings, backend: SpeechToText, path: Path, options: SttOptions) -> Transcription:
+    """One segment file, decoded in a thread, retried with backoff while the failure is retryable.
 
     Raises:
         SttError: Not retryable, or still failing after ``stt_max_attempts``.
     """
-    audio = await asyncio.to_thread(load_pcm, segment.path)
+    audio = await asyncio.to_thread(load_pcm, path)
     attempt = 0
     while True:
         attempt += 1
@@ -88,7 +90,7 @@ async def _transcribe_segment(
             if not exc.retryable or attempt >= settings.stt_max_attempts:
                 raise
             delay = retry_delay(settings, attempt)
-            log.warning("speech-to-text of %s failed (%s); retry %d in %.1f s", segment.path.name, exc, attempt, delay)
+            log.warning("speech-to-text of %s failed (%s); retry %d in %.1f s", path.name, exc, attempt, delay)
             await asyncio.sleep(delay)
 
 
@@ -118,6 +120,12 @@ async def _transcribe(deps: JobDeps, recording_id: str, factory: BackendFactory)
     async with deps.sessions() as db:
         rec = await db.get(Recording, recording_id)
         if rec is None or rec.status != "UPLOADING" or rec.session_id is None:
+            return
+        if await has_segments(db, rec.session_id):
+            # Transcribed live, segment by segment (roomtape.jobs.transcribe_live): show that progress here,
+            # always recomputed (a "done" stored during the meeting may predate the last segments).
+            await refresh_recordings(db, rec.session_id)
+            await db.commit()
             return
         progress: dict[str, Any] = dict(rec.config.get("transcription") or {})
         if progress.get("status") in ("done", "failed"):
@@ -176,7 +184,7 @@ async def _transcribe(deps: JobDeps, recording_id: str, factory: BackendFactory)
                 progress["note"] = "some segments were transcribed with another recording of the session"
                 continue
             try:
-                heard = await _transcribe_segment(deps.settings, backend, segment, options)
+                heard = await transcribe_file(deps.settings, backend, segment.path, options)
             except SttError as exc:
                 progress["segments_failed"] += 1
                 progress["error"] = exc.message[:500]

@@ -10,8 +10,9 @@ it with ``await ctx.jobs.submit_upload(recording_id)``, which retries — after 
 is relative to it; every other file there, e.g. manifests and the composite ``output_file_name``, is
 uploaded too, at the same relative path under the storage prefix).
 
-Per file: upload, verify the remote size (and MD5 where the backend reports one), mark the ``TrackFile``
-``uploaded`` and commit, and only then delete the local copy. Then set ``download_url`` (the
+Per file: upload (local storage on the same file system takes the file by a hard link instead of a copy,
+`~roomtape.storage.base.TakesFiles`), verify the remote size (and MD5 where the backend reports one), mark the
+``TrackFile`` ``uploaded`` and commit, and only then delete the local copy. Then set ``download_url`` (the
 ``output_file_name``), ``audio_download_url`` (``config["audio_file_name"]``), ``download_url_expiry``
 and ``file_size`` — no URLs when ``config.realtimekit_bucket_config.enabled`` is false — and emit
 ``recording.statusUpdate``. A track recording started by the VideoSDK API also gets its
@@ -47,7 +48,7 @@ from roomtape.db.models import App, Recording, TrackFile, utcnow
 from roomtape.errors import Conflict, NotFound, RoomtapeError
 from roomtape.jobs.deps import JobDeps
 from roomtape.recording.finalize import emit_track_event, recording_dir
-from roomtape.storage.base import file_md5, join_key
+from roomtape.storage.base import TakesFiles, file_md5, join_key
 from roomtape.storage.registry import StorageChoice, storage_for
 from roomtape.storage.signer import DownloadSigner
 from roomtape.storage.validate import check_storage_config, safe_dir_path
@@ -158,7 +159,10 @@ async def upload_recording(deps: JobDeps, recording_id: str) -> None:
                         continue
                     raise RoomtapeError(f"local file {rel!r} is missing and was never uploaded", retryable=False)
                 size = local.stat().st_size
-                await choice.backend.put_file(local, key)
+                if isinstance(choice.backend, TakesFiles):
+                    await choice.backend.take_file(local, key)  # deleted below: no need for a copy
+                else:
+                    await choice.backend.put_file(local, key)
                 await _verify(choice, key, local, size)
                 if track is not None:
                     track.status = "uploaded"

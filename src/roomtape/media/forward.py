@@ -220,10 +220,10 @@ class TrackFanout:
     def limit_size(self, limit: tuple[int, int], on_over_limit: Callable[[tuple[int, int]], object]) -> None:
         """Pass on no picture larger than ``limit`` (a preset's maximum video resolution).
 
-        The size is read from VP8 keyframe headers (``EncodedFrame.width``/``height``), so nothing is
-        decoded: from a keyframe that does not fit (in either orientation) up to the next one that does,
-        frames are dropped for every consumer, and ``on_over_limit(size)`` is called once per such run.
-        H.264 pictures carry their size in the SPS, which is not parsed: they pass unchecked.
+        The size is read from VP8 keyframe headers and H.264 sequence parameter sets
+        (``EncodedFrame.width``/``height``), so nothing is decoded: from a keyframe that does not fit (in
+        either orientation) up to the next one that does, frames are dropped for every consumer, and
+        ``on_over_limit(size)`` is called once per such run.
 
         Args:
             limit: Largest ``(width, height)``.
@@ -236,7 +236,7 @@ class TrackFanout:
         limit = self._limit
         if limit is None:
             return False
-        if frame.width is not None and frame.height is not None:  # a VP8 keyframe: a new picture size
+        if frame.width is not None and frame.height is not None:  # a keyframe that states its size
             size = (frame.width, frame.height)
             over = max(size) > max(limit) or min(size) > min(limit)
             if over and not self._over_limit and self._on_over_limit is not None:

@@ -103,9 +103,9 @@ class EncodedFrame:
     received_at: float
     """Wall-clock time (``time.time()``) at which the frame left the jitter buffer."""
     width: int | None = None
-    """Picture width read from a VP8 keyframe header, else None."""
+    """Picture width read from a VP8 keyframe header or an H.264 SPS (``roomtape.media.h264``), else None."""
     height: int | None = None
-    """Picture height read from a VP8 keyframe header, else None."""
+    """Picture height, like :attr:`width`."""
 
     def __bytes__(self) -> bytes:
         return self.data

@@ -19,9 +19,15 @@ How the seam is used, and why:
 * :func:`tap_receiver` marks one receiver. It must run before the receiver starts (``receive()`` starts the
   decoder thread once DTLS connects); the ``"track"`` event of ``RTCPeerConnection`` fires inside
   ``setRemoteDescription``, before that, and is the place to call it.
-* The decoder thread stays: one extra thread hop per frame, as aiortc already does. Video keeps aiortc's
-  jitter buffer (frame re-assembly, NACK); audio gets :class:`AudioPacketBuffer`, since every Opus packet
-  is a whole frame and aiortc's audio buffer turns a little loss into a lot.
+* No thread hop per frame: :func:`tap_receiver` swaps the receiver's decoder queue for a
+  :class:`LoopDelivery`, so each frame the jitter buffer completes is wrapped and put in the track's queue
+  right where it arrives, on the event loop. aiortc's decoder thread still starts, but only ever gets the
+  stop's ``None`` (it then ends the track, after every frame, as before). Through the thread, each frame cost
+  a cross-thread wake-up and an ``asyncio.run_coroutine_threadsafe`` task back on the loop: about a fifth of
+  a media process's loop time at a few tracks (``bench/scaleout.py`` profile), paid per frame, so it weighed
+  most where a process had few tracks to batch wake-ups over. Video keeps aiortc's jitter buffer (frame
+  re-assembly, NACK); audio gets :class:`AudioPacketBuffer`, since every Opus packet is a whole frame and
+  aiortc's audio buffer turns a little loss into a lot.
 * Video receivers keep aiortc's receive-side bitrate estimator (REMB feedback to the publisher), but its
   incoming-rate counter is swapped for :class:`SliceRateCounter`, which gives the same answers without a
   Python loop iteration per elapsed millisecond.
@@ -53,6 +59,7 @@ import asyncio
 import fractions
 import inspect
 import logging
+import queue
 import threading
 import time
 import weakref
@@ -72,11 +79,13 @@ from roomtape.media.frame import (
     h264_is_keyframe,
     parse_vp8_keyframe,
 )
+from roomtape.media.h264 import picture_size
 from roomtape.media.ratelimit import RateLimiter
 
 __all__ = [
     "DEFAULT_KEYFRAME_INTERVAL",
     "AiortcInternalsError",
+    "LoopDelivery",
     "PassthroughDecoder",
     "SenderReport",
     "SliceRateCounter",
@@ -109,6 +118,7 @@ _RX_RTX_SSRC: Final = "_RTCRtpReceiver__rtx_ssrc"
 _RX_STARTED: Final = "_RTCRtpReceiver__started"
 _RX_JITTER_BUFFER: Final = "_RTCRtpReceiver__jitter_buffer"
 _RX_REMB: Final = "_RTCRtpReceiver__remote_bitrate_estimator"
+_RX_DECODER_QUEUE: Final = "_RTCRtpReceiver__decoder_queue"
 
 FAST_RATE_COUNTER: bool = True
 """Give tapped video receivers :class:`SliceRateCounter` (``bench/receive_path.py`` turns it off for its baseline)."""
@@ -170,9 +180,10 @@ def check_internals() -> None:
     need("decoder_worker" in receive_names, "RTCRtpReceiver.receive no longer starts decoder_worker")
     need("_queue" in receive_names, "RTCRtpReceiver.receive no longer passes the track's _queue")
     need(_RX_STARTED in receive_names, "RTCRtpReceiver.__started is gone")
+    need(_RX_DECODER_QUEUE in receive_names, "RTCRtpReceiver.receive no longer hands __decoder_queue to the thread")
 
     init_names = _code_names(getattr(RTCRtpReceiver, "__init__", None))
-    for attr in (_RX_TIMESTAMP_MAPPER, _RX_RTX_SSRC, "_track"):
+    for attr in (_RX_TIMESTAMP_MAPPER, _RX_RTX_SSRC, _RX_DECODER_QUEUE, "_track"):
         need(attr in init_names, f"RTCRtpReceiver.__init__ no longer sets {attr}")
 
     mapper_cls = getattr(_rx, "TimestampMapper", None)
@@ -185,6 +196,14 @@ def check_internals() -> None:
 
     handle_rtp = _code_names(getattr(RTCRtpReceiver, "_handle_rtp_packet", None))
     need(_RX_TIMESTAMP_MAPPER in handle_rtp, "_handle_rtp_packet no longer maps timestamps")
+    need(
+        _RX_DECODER_QUEUE in handle_rtp and "put" in handle_rtp,
+        "_handle_rtp_packet no longer puts frames in __decoder_queue",
+    )
+    need(
+        _RX_DECODER_QUEUE in _code_names(getattr(RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder", None)),
+        "RTCRtpReceiver.__stop_decoder no longer stops the thread through __decoder_queue",
+    )
     need(_RX_JITTER_BUFFER in init_names, "RTCRtpReceiver.__init__ no longer sets __jitter_buffer")
     need(
         _RX_JITTER_BUFFER in handle_rtp and "add" in handle_rtp,
@@ -384,8 +403,8 @@ class TappedReceiver:
 class PassthroughDecoder:
     """A stand-in for aiortc's decoders that returns the jitter buffer's frames still encoded.
 
-    Runs in the receiver's decoder thread. ``decode()`` returns one :class:`EncodedFrame` per non-empty
-    frame.
+    Runs on the event loop, in the tapped receiver's :class:`LoopDelivery` (and would in its decoder
+    thread, should a frame ever reach it). ``decode()`` returns one :class:`EncodedFrame` per non-empty frame.
 
     Args:
         codec: The negotiated ``RTCRtpCodecParameters`` (aiortc type).
@@ -420,6 +439,9 @@ class PassthroughDecoder:
             keyframe, width, height = parse_vp8_keyframe(data)
         elif self._is_h264:
             keyframe = h264_is_keyframe(data)
+            size = picture_size(data) if keyframe else None  # an SPS comes with (or as) a keyframe
+            if size is not None:
+                width, height = size
         else:
             keyframe = False
         tapped = self._tapped
@@ -440,6 +462,47 @@ class PassthroughDecoder:
                 height=height,
             )
         ]
+
+
+class LoopDelivery:
+    """A tapped receiver's decoder queue: frames go to the track's queue on the event loop, not via a thread.
+
+    aiortc's receiver ``put()``s ``(codec, jitter frame)`` from ``_handle_rtp_packet`` (on the loop) and
+    ``None`` when it stops; its decoder thread ``get()``s. Frames are wrapped by a :class:`PassthroughDecoder`
+    here and put in the track's queue at once; ``None`` goes on to the thread, which then puts the track's
+    end after every frame, as aiortc does.
+
+    Args:
+        tapped: The receiver's tap state.
+        output: The remote track's queue (``track._queue``).
+    """
+
+    def __init__(self, tapped: TappedReceiver, output: asyncio.Queue[Any]) -> None:
+        self._tapped = tapped
+        self._output = output
+        self._control: queue.Queue[Any] = queue.Queue()
+        self._decoder: PassthroughDecoder | None = None
+        self._codec_name: str | None = None
+
+    def put(self, item: Any) -> None:
+        """Take a frame (on the loop) or the stop's ``None`` (for the thread)."""
+        if item is None:
+            self._control.put(None)
+            return
+        codec, encoded_frame = item
+        if self._decoder is None or codec.name != self._codec_name:
+            self._decoder, self._codec_name = PassthroughDecoder(codec, self._tapped), codec.name
+        try:
+            frames = self._decoder.decode(encoded_frame)
+        except Exception:  # one unparsable frame must not break the DTLS transport that delivered it
+            logger.exception("tapped %s receiver: dropped a frame that could not be wrapped", self._tapped.kind)
+            return
+        for frame in frames:
+            self._output.put_nowait(frame)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """What the decoder thread waits for: only the stop's ``None``."""
+        return self._control.get(block, timeout)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -632,6 +695,7 @@ def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT
         estimator.incoming_bitrate = SliceRateCounter(counter._window_size, counter._scale)
     with _tapped_lock:
         _tapped_queues[track._queue] = tapped
+    setattr(rx, _RX_DECODER_QUEUE, LoopDelivery(tapped, track._queue))
 
     original: Callable[[Any], Awaitable[None]] = rx._handle_rtcp_packet
 

@@ -1,26 +1,29 @@
 """The meeting composite: one file rendered from the track files and their timing manifests.
 
-Rendering happens after the fact, never on the live path (DESIGN.md, "Composite"): every
-segment is placed on the common wall clock from its manifest, paused spans are cut out, audio is
-decoded and mixed at 48 kHz, video is decoded, laid out and re-encoded at a constant rate. It is
-synchronous and CPU-bound: run it in a worker thread or a job process.
+Rendering never happens on the live media path (DESIGN.md, "Composite"): every segment is placed on the common
+wall clock from its manifest, paused spans are cut out, audio is decoded and mixed at 48 kHz, video is decoded,
+laid out and re-encoded at a constant rate. One renderer, two drivers (`roomtape.recording.compose.feed`): from
+the closed files of a stopped recording (`compose`), or live, following the files while the recording runs
+(`compose_live`, run by ``roomtape.recording.live`` in its own process), so that at the stop only the last
+seconds are left to render. It is synchronous and CPU-bound: run it in a worker thread or a job process.
 """
 
 import json
 import logging
-import math
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 
+from roomtape.errors import InvalidInput
 from roomtape.recording.compose.audio import MIX_RATE, AudioSource, Limiter, Samples, SpeakerDetector, level_db
 from roomtape.recording.compose.canvas import Canvas
+from roomtape.recording.compose.feed import Feed, FileFeed
 from roomtape.recording.compose.layout import TileSource, arrange
 from roomtape.recording.compose.options import (
     MAX_CHANNELS,
@@ -31,10 +34,11 @@ from roomtape.recording.compose.options import (
     ExportOptions,
     StreamInfo,
 )
-from roomtape.recording.compose.output import CHANNEL_MAP_TAG, AudioSpec, OutputFile, VideoSpec
+from roomtape.recording.compose.output import CHANNEL_MAP_TAG, AudioSpec, OutputFile, PacketSink, VideoSpec
 from roomtape.recording.compose.passthrough import NotPassthrough, write_passthrough
-from roomtape.recording.compose.timeline import Participant, Segment, Timeline, discover
+from roomtape.recording.compose.timeline import Participant, Segment
 from roomtape.recording.compose.video import VideoSource
+from roomtape.recording.manifest import TrackKind
 
 __all__ = [
     "CHANNEL_MAP_TAG",
@@ -46,6 +50,8 @@ __all__ = [
     "ExportOptions",
     "StreamInfo",
     "compose",
+    "compose_live",
+    "live_supported",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,8 +62,25 @@ _AUDIO_ONLY_BLOCK: Final = Fraction(1, 10)  # seconds of audio per step when the
 _PROGRESS_INTERVAL: Final = 0.5  # seconds of wall time between progress reports
 
 
+def live_supported(options: ComposeOptions) -> bool:
+    """Whether the live driver can render these options.
+
+    Channel layouts that give each participant a channel (``per_speaker``, ``agent_stereo``) need the
+    participants up front, and so does copying Opus packets: those are rendered from the files at the stop.
+    """
+    return options.channels in ("mono", "stereo")
+
+
 def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+
+
+def _close_sources(audio: dict[str, list[AudioSource]], video: dict[TileSource, VideoSource]) -> None:
+    for sources in audio.values():
+        for source in sources:
+            source.close()
+    for vsource in video.values():
+        vsource.close()
 
 
 class Composer:
@@ -70,6 +93,10 @@ class Composer:
         options: What to render.
         progress: Called from the rendering thread about twice a second, and once at the end.
         cancel: Set it (from any thread) to stop the render; `run` then raises `ComposeCancelled`.
+        feed: Where the input comes from instead of ``base_dir`` and ``spans`` (e.g. a
+            `~roomtape.recording.compose.feed.LiveFeed`).
+        sink: Also gets the composite's encoded packets (live stream outputs, H.264/AAC only): encoded once,
+            muxed into the file and into it.
     """
 
     def __init__(
@@ -80,23 +107,29 @@ class Composer:
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        feed: Feed | None = None,
+        sink: PacketSink | None = None,
     ) -> None:
         self.options = options or ComposeOptions()
         self.options.validate()
-        self.timeline = Timeline(spans, MIX_RATE)
-        self._base_dir = base_dir
+        if feed is not None and feed.live and not live_supported(self.options):
+            raise InvalidInput(f"a live render cannot lay out {self.options.channels} channels")
+        self._feed: Feed = feed if feed is not None else FileFeed(base_dir, spans, self.options.session_ids)
+        self.timeline = self._feed.timeline
         self._progress = progress
         self._cancel = cancel or threading.Event()
+        self._sink = sink
 
     def cancel(self) -> None:
         """Ask the render to stop (thread-safe)."""
         self._cancel.set()
 
-    def run(self, out_path: Path) -> ComposeResult:
+    def run(self, out_path: Path | None) -> ComposeResult:
         """Render into ``out_path`` (written under a temporary name, then renamed into place).
 
         Args:
-            out_path: The composite file to write.
+            out_path: The composite file to write; None writes none (a live stream's render: only the sink
+                gets the packets; the result's ``path`` is ``os.devnull`` and its size 0).
 
         Returns:
             What was written.
@@ -108,20 +141,19 @@ class Composer:
         started = time.monotonic()
         opts = self.options
         timeline = self.timeline
-        participants = [
-            p
-            for p in discover(self._base_dir, opts.session_ids)
-            if any(timeline.overlaps(a, b) for a, b in p.intervals())
-        ]
+        feed = self._feed
+        participants = [p for p in feed.participants() if feed.live or self._overlaps(p)]
         ids = [p.participant_id for p in participants]
         channel_map = self._channel_map(ids)
         layout = opts.effective_layout
         fps = Fraction(opts.fps) if layout != "audio_only" else 1 / _AUDIO_ONLY_BLOCK
         stereo_sources = opts.channels == "stereo"
 
+        if out_path is None:
+            return self._render_unwritten(participants, channel_map, fps, layout, started)
         tmp = _temp_path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        copied = self._passthrough_channels(participants, channel_map)
+        copied = None if feed.live or self._sink is not None else self._passthrough_channels(participants, channel_map)
         if copied is not None:
             try:
                 stream = write_passthrough(
@@ -163,27 +195,15 @@ class Composer:
                     opts.threads,
                 )
             audio = AudioSpec(channel_map, opts.sample_rate, opts.audio_bitrate)
-            outputs.append((OutputFile(tmp, opts.format, out_path, audio, video), tmp, out_path))
+            outputs.append((OutputFile(tmp, opts.format, out_path, audio, video, sink=self._sink), tmp, out_path))
             if opts.export is not None:
                 wanted = opts.export
                 export_tmp = _temp_path(wanted.path)
                 wanted.path.parent.mkdir(parents=True, exist_ok=True)
                 outputs.append((OutputFile(export_tmp, wanted.format, wanted.path, audio), export_tmp, wanted.path))
 
-            for p in participants:
-                audio_sources[p.participant_id] = [
-                    AudioSource(p.segments[kind], timeline, 2 if stereo_sources else 1)
-                    for kind in ("audio", "screen_audio")
-                    if p.segments.get(kind)
-                ]
-                if layout != "audio_only":
-                    camera, screen = p.segments.get("video"), p.segments.get("screen_video")
-                    if camera:
-                        video_sources[(p.participant_id, "video")] = VideoSource(camera)
-                    if screen:
-                        video_sources[(p.participant_id, "screen_video")] = VideoSource(screen)
-
-            self._render(
+            self._sync_sources(participants, audio_sources, video_sources, 2 if stereo_sources else 1, layout)
+            participants = self._render(
                 participants,
                 channel_map,
                 fps,
@@ -193,6 +213,10 @@ class Composer:
                 video_sources,
                 started,
             )
+            if feed.live:  # who was there, now that the whole timeline is known
+                participants = [p for p in participants if self._overlaps(p)]
+                ids = [p.participant_id for p in participants]
+                channel_map = self._channel_map(ids)
 
             results: list[ComposeResult] = []
             for output, part, final in outputs:
@@ -216,11 +240,7 @@ class Composer:
                 part.unlink(missing_ok=True)
             raise
         finally:
-            for sources in audio_sources.values():
-                for source in sources:
-                    source.close()
-            for vsource in video_sources.values():
-                vsource.close()
+            _close_sources(audio_sources, video_sources)
         main = results[0]
         export = results[1] if len(results) > 1 else None
         return ComposeResult(
@@ -233,6 +253,86 @@ class Composer:
             render_seconds=time.monotonic() - started,
             export=export,
         )
+
+    def _render_unwritten(
+        self,
+        participants: list[Participant],
+        channel_map: tuple[tuple[str, ...], ...],
+        fps: Fraction,
+        layout: str,
+        started: float,
+    ) -> ComposeResult:
+        """`run` without a file: the packets go to the sink only."""
+        opts = self.options
+        video = None
+        if layout != "audio_only":
+            video = VideoSpec("h264", opts.width, opts.height, fps, opts.video_crf, 0, opts.preset, opts.threads)
+        output = OutputFile(
+            None,
+            "mp4",
+            Path(os.devnull),
+            AudioSpec(channel_map, opts.sample_rate, opts.audio_bitrate),
+            video,
+            sink=self._sink,
+        )
+        audio_sources: dict[str, list[AudioSource]] = {}
+        video_sources: dict[TileSource, VideoSource] = {}
+        try:
+            per_source = 2 if opts.channels == "stereo" else 1
+            self._sync_sources(participants, audio_sources, video_sources, per_source, layout)
+            participants = self._render(
+                participants, channel_map, fps, layout, [output], audio_sources, video_sources, started
+            )
+            streams = output.close()
+        except BaseException:
+            output.abort()
+            raise
+        finally:
+            _close_sources(audio_sources, video_sources)
+        ids = [p.participant_id for p in participants if self._overlaps(p)]
+        return ComposeResult(
+            path=Path(os.devnull),
+            duration_seconds=self.timeline.duration_seconds,
+            size_bytes=0,
+            streams=tuple(streams),
+            channel_map=self._channel_map(ids),
+            participants=tuple(ids),
+            render_seconds=time.monotonic() - started,
+        )
+
+    def _overlaps(self, participant: Participant) -> bool:
+        return any(self.timeline.overlaps(a, b) for a, b in participant.intervals())
+
+    def _sync_sources(
+        self,
+        participants: list[Participant],
+        audio_sources: dict[str, list[AudioSource]],
+        video_sources: dict[TileSource, VideoSource],
+        channels: int,
+        layout: str,
+    ) -> None:
+        """Create a source per track, or give an existing one the track's segments as they are now."""
+        opener = self._feed.open
+        for p in participants:
+            have = audio_sources.setdefault(p.participant_id, [])
+            kinds: list[TrackKind] = [kind for kind in ("audio", "screen_audio") if p.segments.get(kind)]
+            for i, kind in enumerate(kinds):  # "audio" is kept first: a screen share's audio is appended
+                if i < len(have) and have[i].kind == kind:
+                    have[i].update(p.segments[kind])
+                else:
+                    have.insert(i, AudioSource(p.segments[kind], self.timeline, channels, opener, kind=kind))
+            if layout == "audio_only":
+                continue
+            vkinds: tuple[Literal["video", "screen_video"], ...] = ("video", "screen_video")
+            for vkind in vkinds:
+                segments = p.segments.get(vkind)
+                if not segments:
+                    continue
+                source = video_sources.get((p.participant_id, vkind))
+                if source is None:
+                    video_sources[(p.participant_id, vkind)] = VideoSource(segments, opener=opener)
+                else:
+                    source.update(segments)
 
     def _passthrough_channels(
         self, participants: list[Participant], channel_map: tuple[tuple[str, ...], ...]
@@ -287,14 +387,19 @@ class Composer:
         audio_sources: dict[str, list[AudioSource]],
         video_sources: dict[TileSource, VideoSource],
         started: float,
-    ) -> None:
+    ) -> list[Participant]:
+        """Render every step of the timeline (waiting for a live feed to grow); returns the participants seen."""
         opts = self.options
         timeline = self.timeline
-        total = timeline.total_samples
-        steps = math.ceil(Fraction(total, MIX_RATE) * fps)
+        feed = self._feed
         grace = opts.presence_grace_ms
-        presence = {p.participant_id: p.intervals(grace_ms=grace) for p in participants}
-        screen_presence = {p.participant_id: p.intervals(kinds=("screen_video",), grace_ms=0) for p in participants}
+
+        def place(found: list[Participant]) -> tuple[dict[str, list[tuple[int, int]]], ...]:
+            presence = {p.participant_id: p.intervals(grace_ms=grace) for p in found}
+            screens = {p.participant_id: p.intervals(kinds=("screen_video",), grace_ms=0) for p in found}
+            return presence, screens
+
+        presence, screen_presence = place(participants)
         order = [p.participant_id for p in participants]
         channel_of = {pid: ch for ch, pids in enumerate(channel_map) for pid in pids}
         n_channels = len(channel_map)
@@ -305,11 +410,22 @@ class Composer:
         half_frame = Fraction(MIX_RATE) / fps / 2
         last_report = started
 
-        for step in range(steps):
+        step = 0
+        while True:
             if self._cancel.is_set():
                 raise ComposeCancelled("composite render cancelled")
-            a0 = min(total, round(Fraction(step * MIX_RATE) / fps))
-            a1 = min(total, round(Fraction((step + 1) * MIX_RATE) / fps))
+            a0 = round(Fraction(step * MIX_RATE) / fps)
+            a1 = round(Fraction((step + 1) * MIX_RATE) / fps)
+            feed.wait_for(a1)  # a live feed: until the recording has gone that far (and the files with it)
+            if feed.refresh():
+                participants = feed.participants()
+                self._sync_sources(participants, audio_sources, video_sources, per_source, layout)
+                presence, screen_presence = place(participants)
+                order = [p.participant_id for p in participants]
+            total = timeline.total_samples
+            if a0 >= total:
+                break
+            a1 = min(total, a1)
             count = a1 - a0
             pieces = timeline.pieces(a0, a1)
 
@@ -360,9 +476,11 @@ class Composer:
                 outputs[0].write_video(picture)
 
             now = time.monotonic()
-            if self._progress is not None and (now - last_report >= _PROGRESS_INTERVAL or step == steps - 1):
+            if self._progress is not None and (now - last_report >= _PROGRESS_INTERVAL or a1 >= total):
                 last_report = now
                 self._report(a1, started)
+            step += 1
+        return participants
 
 
 def compose(
@@ -395,3 +513,31 @@ def compose(
         roomtape.errors.InvalidInput: If the spans or options are not valid.
     """
     return Composer(base_dir, spans, options, progress=progress, cancel=cancel).run(out_path)
+
+
+def compose_live(
+    feed: Feed,
+    options: ComposeOptions | None,
+    out_path: Path | None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    sink: PacketSink | None = None,
+) -> ComposeResult:
+    """Render a meeting composite while it is recorded, from a live feed (the same renderer as `compose`).
+
+    Returns once the feed is final (the recording stopped) and its last step is written. Synchronous and
+    CPU-bound; ``roomtape.recording.live`` runs it in its own process.
+
+    Args:
+        feed: The recording followed as it is written (`roomtape.recording.compose.feed.LiveFeed`).
+        options: What to render (`live_supported` must hold).
+        out_path: The file to write (atomically: temporary name, then rename); None: no file (a livestream).
+        progress: Called with the media time rendered about twice a second.
+        cancel: Set to stop the render; then `ComposeCancelled` is raised and nothing is left behind.
+        sink: The live stream outputs (`roomtape.livestream.outputs.StreamOutputs`), fed the same packets.
+
+    Returns:
+        What was written.
+    """
+    return Composer(Path(), (), options, progress=progress, cancel=cancel, feed=feed, sink=sink).run(out_path)

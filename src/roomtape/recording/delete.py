@@ -17,6 +17,7 @@ from roomtape.errors import Conflict, NotFound
 from roomtape.jobs.deps import JobDeps
 from roomtape.jobs.upload import choice_for, local_dir
 from roomtape.recording.manifest import MANIFEST_NAME
+from roomtape.recording.spool import purge
 
 __all__ = ["DELETABLE_STATUSES", "delete_recording"]
 
@@ -67,6 +68,7 @@ async def delete_recording(deps: JobDeps, recording_id: str) -> None:
                 target = (deps.settings.data_dir / rel_path).resolve()
                 if deps.settings.data_dir.resolve() in target.parents:
                     target.unlink(missing_ok=True)
+        await purge(deps, rec.id, DELETABLE_STATUSES)
         base = local_dir(deps.settings, rec.id)
         if base.is_dir():
             await asyncio.to_thread(shutil.rmtree, base, True)

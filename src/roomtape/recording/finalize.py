@@ -17,18 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from roomtape.db.models import Recording, TrackFile
+from roomtape.db.models import Recording, Session, TrackFile
+from roomtape.db.transcript_segments import unfinished_count
 from roomtape.recording.repair import RepairError, needs_repair, repair
 from roomtape.webhooks.outbox import emit
 from roomtape.webhooks.videosdk_events import FileDetail, TrackRecordingEvent, track_recording_event
 
-__all__ = ["emit_track_event", "file_path", "finalize_recording", "local_base", "prepare_upload", "recording_dir"]
+__all__ = [
+    "emit_track_event",
+    "file_path",
+    "finalize_recording",
+    "local_base",
+    "prepare_upload",
+    "recording_dir",
+    "stt_spool_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,29 @@ log = logging.getLogger(__name__)
 def recording_dir(data_dir: Path, recording_id: str) -> Path:
     """Where a recording's files are written before upload: ``{data_dir}/recordings/{recording_id}``."""
     return data_dir / "recordings" / recording_id
+
+
+def stt_spool_dir(data_dir: Path) -> Path:
+    """Where live transcription spools audio segments until they are transcribed: ``{data_dir}/stt-spool``.
+
+    Laid out like a recording (``{session}/{participant}/audio/``), but no recording's: nothing is uploaded.
+    """
+    return data_dir / "stt-spool"
+
+
+async def remove_stt_spool(sessions: async_sessionmaker[AsyncSession], data_dir: Path, session_id: str) -> bool:
+    """Remove an ended session's live transcription directory once none of its segments is unfinished.
+
+    Only manifests are left in it by then (each segment file goes once transcribed). Called by the job of the
+    last segment and, for a session whose jobs all finished before it ended, when its room closes; whichever
+    comes second removes it. Returns whether it was removed.
+    """
+    async with sessions() as db:
+        session = await db.get(Session, session_id)
+        if session is None or session.status != "ENDED" or await unfinished_count(db, session_id):
+            return False
+    await asyncio.to_thread(shutil.rmtree, stt_spool_dir(data_dir) / session_id, True)
+    return True
 
 
 def local_base(data_dir: Path, recording: Recording) -> Path:
@@ -103,8 +136,15 @@ async def _final_rows(db: AsyncSession, data_dir: Path, recording: Recording) ->
     ).all()
     base = local_base(data_dir, recording)
     kept: list[TrackFile] = []
+    # Spooled (roomtape.recording.spool, config key "spooled"): the files are in the spool, finalized, and
+    # those missing here (flushed away, or written on another host) are not lost.
+    spooled = bool(recording.config.get("spooled"))
     for row in rows:
         local = base / row.path
+        if spooled and not local.exists():
+            row.status = "complete"
+            kept.append(row)
+            continue
         try:
             row.size = await asyncio.to_thread(_make_final, local)
         except (OSError, RepairError) as exc:

@@ -44,6 +44,7 @@ from roomtape.errors import Conflict, InvalidInput, NotFound, RoomtapeError
 from roomtape.jobs.deps import JobDeps
 from roomtape.jobs.upload import choice_for, local_dir, status_payload
 from roomtape.media.plane import LiveRoom, MediaPlane
+from roomtape.recording.compose.feed import LiveControl
 from roomtape.recording.compose.options import (
     AudioFormat,
     ChannelLayout,
@@ -54,9 +55,13 @@ from roomtape.recording.compose.options import (
     OutputFormat,
     VideoCodec,
 )
-from roomtape.recording.composer import compose
+from roomtape.recording.compose.timeline import recorded_spans
+from roomtape.recording.composer import compose, live_supported
+from roomtape.recording.live import LiveRender, LiveResult
 from roomtape.recording.manifest import MANIFEST_NAME
 from roomtape.recording.service import ACTIVE_STATUSES, TRACK_KINDS, RecordingService
+from roomtape.recording.spool import fetch
+from roomtape.storage.base import download_file
 from roomtape.webhooks.outbox import emit
 
 __all__ = [
@@ -105,19 +110,7 @@ def recording_spans(rec: Recording) -> list[tuple[int, int]]:
         return []
     start = _ms(rec.started_time)
     end = _ms(rec.stopped_time) if rec.stopped_time is not None else int(time.time() * 1000)
-    spans: list[tuple[int, int]] = []
-    cursor = start
-    for pause in rec.config.get("pauses") or []:
-        p0 = max(int(pause[0]), cursor)
-        p1 = int(pause[1]) if pause[1] is not None else end
-        if p0 >= end:
-            break
-        if p0 > cursor:
-            spans.append((cursor, p0))
-        cursor = max(cursor, min(p1, end))
-    if end > cursor:
-        spans.append((cursor, end))
-    return spans
+    return recorded_spans(start, rec.config.get("pauses") or [], end)
 
 
 def compose_options(config: dict[str, Any], base: Path) -> ComposeOptions:
@@ -140,7 +133,8 @@ def compose_options(config: dict[str, Any], base: Path) -> ComposeOptions:
         agent_participant_id=c.get("agent_participant_id"),
         width=int(c.get("width", 1280)),
         height=int(c.get("height", 720)),
-        fps=int(c.get("fps", 30)),
+        fps=int(c.get("fps") or 30),
+        preset=str(c.get("preset") or "superfast"),
         export=export,
     )
 
@@ -216,6 +210,9 @@ def derive_compose(
         "width": width - width % 2,
         "height": height - height % 2,
     }
+    for quality in ("fps", "preset"):  # roomtape extensions of video_config
+        if video_config.get(quality):
+            settings[quality] = video_config[quality]
     agent = (audio_config.get("channel_map") or {}).get("agent_participant_id")
     if agent and audio_config.get("channel", "stereo") == "stereo":
         # Agent sessions: everyone else on the left, the agent on the right.
@@ -274,6 +271,7 @@ class MeetingRecordings:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: dict[str, asyncio.Task[None]] = {}
+        self._live: dict[str, LiveRender] = {}
         self._closing = False
 
     @classmethod
@@ -301,6 +299,9 @@ class MeetingRecordings:
         self._closing = True
         for timer in self._timers.values():
             timer.cancel()
+        for live in list(self._live.values()):
+            await live.cancel()
+        self._live.clear()
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(BaseException):
@@ -395,9 +396,50 @@ class MeetingRecordings:
                     if rec.started_time is not None:
                         emit_status(db, rec, "recording-started")
                         await db.commit()
+                        await self._start_live(rec)
                     return
             await asyncio.sleep(0.1)
         await self._report_no_media(recording_id)
+
+    async def _start_live(self, rec: Recording) -> None:
+        """Start the live render of a recording that just became RECORDING (if it is on and can render it)."""
+        settings = self.deps.settings
+        if not settings.live_composite or self._closing or rec.started_time is None:
+            return
+        base = local_dir(settings, rec.id)
+        options = compose_options(rec.config, base)
+        if not live_supported(options):
+            log.info("recording %s: %s channels are rendered after the stop", rec.id, options.channels)
+            return
+        try:
+            self._live[rec.id] = await LiveRender.start(
+                rec.id,
+                base,
+                base / rec.output_file_name,
+                options,
+                LiveControl(_ms(rec.started_time), list(rec.config.get("pauses") or [])),
+                lag=settings.live_composite_lag_secs,
+            )
+        except OSError:
+            log.exception("recording %s: live composite not started, it is rendered after the stop", rec.id)
+
+    async def _live_update(self, rec: Recording) -> None:
+        """Tell the live render (if any) about a pause or a resume."""
+        live = self._live.get(rec.id)
+        if live is not None and rec.started_time is not None:
+            await live.control(LiveControl(_ms(rec.started_time), list(rec.config.get("pauses") or [])))
+
+    async def _finish_live(self, rec: Recording, spans: list[tuple[int, int]]) -> LiveResult | None:
+        """Wait for the live render's file (None if there was none, or it failed: render from the files)."""
+        live = self._live.pop(rec.id, None)
+        if live is None or rec.started_time is None:
+            return None
+        try:
+            return await live.finish(spans, _ms(rec.started_time), list(rec.config.get("pauses") or []))
+        except Exception:
+            log.exception("recording %s: live composite failed, rendering from the files", rec.id)
+            await live.cancel()
+            return None
 
     async def _report_no_media(self, recording_id: str) -> None:
         """Announce ERRORED for a recording the service stopped with nothing recorded (run once, by the watcher)."""
@@ -468,6 +510,7 @@ class MeetingRecordings:
             emit_status(db, rec)
             await db.commit()
             await db.refresh(rec)
+            await self._live_update(rec)
             return rec
 
     async def resume(self, recording_id: str) -> Recording:
@@ -481,6 +524,7 @@ class MeetingRecordings:
             emit_status(db, rec)
             await db.commit()
             await db.refresh(rec)
+            await self._live_update(rec)
             return rec
 
     @staticmethod
@@ -530,8 +574,15 @@ class MeetingRecordings:
             rec.config = {**rec.config, "spans": [list(s) for s in spans]}
             emit_status(db, rec)
             await db.commit()
+            await db.refresh(rec)
+        live = await self._finish_live(rec, spans)  # before the spool flush: it reads the local files
+        if live is not None:
+            await self._store_live(recording_id, live)
+        if not await self.service.flush_spool(recording_id):
+            return  # shutting down: the next start-up spools it, and the job resumed then renders it
         try:
-            if not self.deps.settings.broker_url:  # distributed jobs: a worker renders it (jobs.compose)
+            if live is None and not self.deps.settings.broker_url:  # distributed jobs: a worker renders it
+                await fetch(self.deps, recording_id)  # back from the spool, if there is one
                 await self.render(recording_id)
         except Exception as exc:
             log.exception("composite of recording %s failed", recording_id)
@@ -587,6 +638,36 @@ class MeetingRecordings:
                 },
             }
             rec.file_size = result.size_bytes
+            await db.commit()
+
+    async def _store_live(self, recording_id: str, live: LiveResult) -> None:
+        """Record a finished live render like `render` does, with how it kept up (``composite.live``)."""
+        if live.behind_at_stop_seconds > 2 * self.deps.settings.live_composite_lag_secs:
+            log.warning(
+                "recording %s: the live composite fell behind; %.1f s were rendered from the files after the stop",
+                recording_id,
+                live.behind_at_stop_seconds,
+            )
+        async with self.deps.sessions() as db:
+            rec = await db.get(Recording, recording_id)
+            assert rec is not None
+            rec.config = {
+                **rec.config,
+                "progress": {"fraction": 1.0, "done": True},
+                "composite": {
+                    "duration_seconds": live.duration_seconds,
+                    "participants": live.participants,
+                    "render_seconds": live.render_seconds,
+                    "live": {
+                        "behind_at_stop_seconds": live.behind_at_stop_seconds,
+                        "max_behind_seconds": live.max_behind_seconds,
+                        "tail_seconds": round(live.tail_seconds, 3),
+                        "caught_up_from_files": live.behind_at_stop_seconds
+                        > 2 * self.deps.settings.live_composite_lag_secs,
+                    },
+                },
+            }
+            rec.file_size = live.size_bytes
             await db.commit()
 
     async def _store_progress(self, recording_id: str, p: ComposeProgress) -> None:
@@ -730,12 +811,6 @@ async def _fetch_tracks(deps: JobDeps, rec: Recording, rows: list[TrackFile], ba
             key = choice.key(rel)
             if not await choice.backend.exists(key):
                 continue
-            local = base / rel
-            local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = local.with_name(local.name + ".part")
-            with tmp.open("wb") as f:
-                async for chunk in choice.backend.open(key):
-                    f.write(chunk)
-            tmp.replace(local)
+            await download_file(choice.backend, key, base / rel)
     finally:
         await choice.backend.close()

@@ -8,6 +8,7 @@ from roomtape.recording.manifest import (
     SegmentEntry,
     TrackKind,
     TrackManifest,
+    iso_ms,
     load,
     save,
     segment_entry,
@@ -56,6 +57,10 @@ class TrackRecorder:
         on_keyframe_needed: Called to ask the publisher for a keyframe (send a PLI).
         on_segment: Called (in the writer thread) with a segment's manifest entry when its first
             frame is written (status "recording") and again when it closes (status "complete").
+        max_segment_seconds: A segment longer than this (by arrival time) is closed and the next one
+            started, so a long track reaches the spool in pieces while it is recorded. Audio splits at the
+            next frame; video at the next keyframe, which is asked for then (nothing is dropped: frames
+            go to the old segment until the keyframe arrives). 0: no limit.
     """
 
     _MAX_REORDER_SECONDS = 0.5  # a backwards RTP step larger than this is a restart, not reordering
@@ -70,12 +75,18 @@ class TrackRecorder:
         gap_seconds: float = 2.0,
         on_keyframe_needed: Callable[[], None] | None = None,
         on_segment: Callable[[SegmentEntry], None] | None = None,
+        max_segment_seconds: float = 0.0,
     ) -> None:
         self.directory = track_directory(base_dir, session_id, participant_id, kind)
         self.kind: TrackKind = kind
         self._gap_seconds = gap_seconds
         self._on_keyframe_needed = on_keyframe_needed
         self._on_segment = on_segment
+        self._max_segment_seconds = max_segment_seconds
+        self._segment_started = 0.0
+        self._rotation_asked = float("-inf")
+        self._last_entry: SegmentEntry | None = None
+        self._continues: SegmentEntry | None = None  # the segment the open one continues without a break
         self._writer: TrackWriter | None = None
         self._index = 0
         self._split = False
@@ -100,6 +111,12 @@ class TrackRecorder:
     def manifest(self) -> TrackManifest:
         """The current manifest."""
         return self._manifest
+
+    @property
+    def open_since(self) -> float | None:
+        """Arrival time of the open segment's first frame; None while no segment holds a frame."""
+        writer = self._writer
+        return self._segment_started if writer is not None and writer.frames else None
 
     @property
     def needs_keyframe(self) -> bool:
@@ -133,12 +150,16 @@ class TrackRecorder:
                     log.info("%s: %.2f s gap, new segment", self.directory, frame.arrival - self._last_arrival)
                     self._close_segment()
                     writer = None
+                elif self._rotation_due(frame):
+                    self._close_segment(continued=True)
+                    writer = None
         if writer is None:
             writer = self._open_segment()
         self._split = False
         if not writer.write(frame):
             return False
         if writer.frames == 1:
+            self._segment_started = frame.arrival
             self._publish(writer, complete=False)
         self._last_arrival = frame.arrival
         self._last_rtp = frame.rtp_timestamp
@@ -166,7 +187,13 @@ class TrackRecorder:
             ntp_epoch_seconds: The report's NTP time, in seconds since the Unix epoch.
             rtp_timestamp: The report's 32-bit RTP timestamp.
         """
+        first = self._clock_mapping is None
         self._clock_mapping = ClockMapping(ntp_epoch_seconds, rtp_timestamp)
+        writer = self._writer
+        if first and writer is not None and writer.frames:
+            # The open segment's entry had arrival times: say its sender-report start now, not only at its close,
+            # so that a live render (which reads open segments) lines the tracks up as the render from files does.
+            self._publish(writer, complete=False)
 
     def check_idle(self, now: float) -> bool:
         """Close the open segment if no frame has arrived for longer than the gap threshold.
@@ -194,6 +221,18 @@ class TrackRecorder:
         self._close_segment()
         return self.segments
 
+    def _rotation_due(self, frame: EncodedFrame) -> bool:
+        """Whether the open segment reached ``max_segment_seconds`` and ``frame`` can start the next one."""
+        if not self._max_segment_seconds or frame.arrival - self._segment_started < self._max_segment_seconds:
+            return False
+        if not self.kind.endswith("video") or frame.keyframe:
+            return True
+        # Keep writing this segment until a keyframe comes; ask again each second if the first ask was lost.
+        if self._on_keyframe_needed is not None and frame.arrival - self._rotation_asked >= 1.0:
+            self._rotation_asked = frame.arrival
+            self._on_keyframe_needed()
+        return False
+
     def _new_segment_due(self) -> None:
         if self._writer is not None and self._writer.frames:
             self._split = True
@@ -211,20 +250,34 @@ class TrackRecorder:
         self._writer = TrackWriter(path_for, on_keyframe_needed=self._on_keyframe_needed)
         return self._writer
 
-    def _close_segment(self) -> SegmentStats | None:
+    def _close_segment(self, *, continued: bool = False) -> SegmentStats | None:
         writer, self._writer = self._writer, None
         self._split = False
         if writer is None:
+            self._continues = None
             return None
         stats = writer.close()
         if stats.frames:
             self._publish(writer, complete=True)
         else:
             self._index -= 1  # nothing was written, so no file: reuse the index
+        self._continues = self._last_entry if continued and stats.frames else None
         return stats
 
     def _publish(self, writer: TrackWriter, *, complete: bool) -> None:
-        entry = segment_entry(self._index, writer.stats(), complete=complete, clock_mapping=self._clock_mapping)
+        stats = writer.stats()
+        entry = segment_entry(self._index, stats, complete=complete, clock_mapping=self._clock_mapping)
+        anchor = self._continues
+        if anchor is not None:
+            # Split by `max_segment_seconds` only: the RTP timeline runs on, so this segment is placed right
+            # after the previous one by RTP time, not by its own (noisier) arrival time or a newer sender report.
+            start = anchor.start_epoch_ms + round(rtp_diff(entry.first_rtp, anchor.first_rtp) * 1000 / entry.clock_rate)
+            end = start + round(stats.duration_seconds * 1000)
+            timing = {"start_epoch_ms": start, "end_epoch_ms": end, "start": iso_ms(start), "end": iso_ms(end)}
+            entry = entry.model_copy(
+                update={**timing, "timing_source": anchor.timing_source, "clock_mapping": anchor.clock_mapping}
+            )
+        self._last_entry = entry
         segments = [s for s in self._manifest.segments if s.index != entry.index]
         segments.append(entry)
         self._manifest = self._manifest.model_copy(update={"segments": segments})

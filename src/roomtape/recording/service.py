@@ -21,7 +21,9 @@ written (``started_time`` is that moment); on stop every open segment is closed,
 ``participant-track-recording-failed``.
 
 Files are written under ``{data_dir}/recordings/{recording_id}/{session}/{participant}/{kind}/``
-(:func:`roomtape.recording.finalize.recording_dir`); ``bucketDirPath`` is the storage prefix.
+(:func:`roomtape.recording.finalize.recording_dir`); ``bucketDirPath`` is the storage prefix. With a spool
+(:mod:`roomtape.recording.spool`) each segment is also sent there once it closes, and the stop flushes the rest,
+so the recording's job can run on another host.
 
 Not exported from :mod:`roomtape.recording`, which stays free of aiortc: import this module directly.
 """
@@ -45,17 +47,20 @@ from typing import Any, Final, Literal, get_args
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from roomtape.db.models import Meeting, Participant, Recording, TrackFile, utcnow
+from roomtape.db.models import Meeting, Participant, Recording, TrackFile, TranscriptSegment, utcnow
+from roomtape.db.transcript_segments import meeting_transcribed, segment_id
 from roomtape.errors import Conflict, NotFound
 from roomtape.media.forward import Subscription
 from roomtape.media.frame import EncodedFrame as MediaFrame
 from roomtape.media.plane import LiveRoom, MediaPlane
 from roomtape.media.room import PublishedTrack, RoomEvent, RoomEventName
 from roomtape.media.tap import SenderReport
-from roomtape.recording.finalize import recording_dir
+from roomtape.recording.finalize import recording_dir, remove_stt_spool, stt_spool_dir
 from roomtape.recording.frame import CodecName, EncodedFrame
-from roomtape.recording.manifest import SegmentEntry, TrackKind
+from roomtape.recording.manifest import MANIFEST_NAME, SegmentEntry, TrackKind
 from roomtape.recording.segmenter import TrackRecorder, track_directory
+from roomtape.recording.speech_cuts import SpeechCutter
+from roomtape.recording.spool import Shipper
 from roomtape.storage.validate import safe_dir_path
 from roomtape.webhooks.outbox import emit
 from roomtape.webhooks.videosdk_events import TrackRecordingEvent, track_recording_event
@@ -285,6 +290,7 @@ class _TrackTarget:
         self.worker = worker
         self.directory = track_directory(active.base_dir, active.spec.session_id, participant_id, kind)
         self.recorder: TrackRecorder | None = None  # touched in the writer thread only
+        self.cutter = SpeechCutter() if active.stt else None  # writer thread only
         self.track: PublishedTrack | None = None
         self.subscription: Subscription | None = None
         self.codec: CodecName | None = None
@@ -306,6 +312,7 @@ class _TrackTarget:
                 self.participant_id,
                 self.kind,
                 gap_seconds=self.service.gap_seconds,
+                max_segment_seconds=self.service.segment_max_seconds,
                 on_keyframe_needed=self._keyframe_needed,
                 on_segment=self._segment,
             )
@@ -314,9 +321,20 @@ class _TrackTarget:
     def write_frames(self, frames: list[MediaFrame], codec: CodecName) -> None:
         if self.error is not None:
             return
-        write = self._recorder().write
-        for frame in frames:
-            write(to_recording_frame(frame, codec))
+        recorder = self._recorder()
+        cutter = self.cutter
+        if cutter is None:
+            write = recorder.write
+            for frame in frames:
+                write(to_recording_frame(frame, codec))
+            return
+        for frame in frames:  # the transcription spool: silence is left out, long speech cut at a quiet moment
+            converted = to_recording_frame(frame, codec)
+            if not cutter.keep(converted):
+                continue
+            if cutter.cut_before(converted, recorder.open_since):
+                recorder.on_restart()
+            recorder.write(converted)
 
     def set_clock_mapping(self, ntp_epoch_seconds: float, rtp_timestamp: int) -> None:
         self._recorder().set_clock_mapping(ntp_epoch_seconds, rtp_timestamp)
@@ -433,6 +451,11 @@ class _ActiveRecording:
     files: dict[tuple[str, TrackKind, int], str] = field(default_factory=dict)
     """TrackFile row id by (participant, kind, segment index)."""
     failed: bool = False
+    stt: bool = False
+    """The live transcription of a session, not a recording: no ``Recording`` or ``TrackFile`` rows, its files
+    under :func:`~roomtape.recording.finalize.stt_spool_dir`, never shipped to the recording spool."""
+    tap: bool = False
+    """A livestream's tap (:meth:`RecordingService.start_tap`), not a recording: no rows, never shipped."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -441,6 +464,7 @@ class _ActiveRecording:
 
 Finalizer = Callable[[str], Awaitable[None]]
 Uploader = Callable[[str], Awaitable[None]]
+Transcriber = Callable[[str], Awaitable[None]]
 
 
 class RecordingService:
@@ -456,10 +480,21 @@ class RecordingService:
         batch_seconds: How often queued frames are collected and handed to the writer threads in one batch
             per track (the delay between a frame's arrival and its muxing).
         gap_seconds: A pause in frames longer than this starts a new segment.
+        segment_max_seconds: A segment longer than this is closed and the next one started (0: never).
+        spool: Sends closed segments to the spool and flushes stopped recordings there
+            (:mod:`roomtape.recording.spool`); default: none, the data directory is the spool.
         finalizer: Runs after stop (UPLOADING → UPLOADED); defaults to
             :func:`roomtape.recording.finalize.prepare_upload` then ``uploader``, or without an uploader the
             local :func:`roomtape.recording.finalize.finalize_recording`.
         uploader: Submits the upload of a recording that is UPLOADING (the server's ``jobs.submit_upload``).
+        node_id: This process's node id (``roomtape.cluster``), written on every recording it starts.
+        transcriber: Submits the transcription of a closed live audio segment (the server's
+            ``jobs.submit_transcription``). With one, every session of a meeting that asks for transcription
+            gets a transcription spool: its participants' audio tracks are written as segment files under
+            :func:`~roomtape.recording.finalize.stt_spool_dir` (as a track recording would, packets muxed as
+            received), one ``transcript_segments`` row each, and each closed segment is submitted
+            (:mod:`roomtape.jobs.transcribe_live`). Without one, nothing is transcribed live.
+        transcribe_all_meetings: Spool every meeting's audio (``ROOMTAPE_TRANSCRIBE_ALL_MEETINGS``).
     """
 
     def __init__(
@@ -473,13 +508,21 @@ class RecordingService:
         subscription_frames: int = 120,
         batch_seconds: float = 0.02,
         gap_seconds: float = 2.0,
+        segment_max_seconds: float = 0.0,
+        spool: Shipper | None = None,
         finalizer: Finalizer | None = None,
         uploader: Uploader | None = None,
+        node_id: str | None = None,
+        transcriber: Transcriber | None = None,
+        transcribe_all_meetings: bool = False,
     ) -> None:
         self.media = media
+        self.node_id = node_id
         self.sessions = sessions
         self.data_dir = data_dir
         self.gap_seconds = gap_seconds
+        self.segment_max_seconds = segment_max_seconds
+        self.spool = spool or Shipper(None)
         self.subscription_frames = subscription_frames
         self.batch_seconds = batch_seconds
         self._workers = [_Worker(f"roomtape-writer-{i}", queue_items) for i in range(max(1, workers))]
@@ -494,6 +537,13 @@ class RecordingService:
         self._collector: asyncio.Task[None] | None = None
         self._finalizer = finalizer
         self._uploader = uploader
+        self._transcriber = transcriber
+        self._transcribe_all = transcribe_all_meetings
+        self._stt_sessions: dict[str, _ActiveRecording] = {}
+        """The live transcription of each meeting's live session, by meeting id."""
+        self._taps: dict[str, _ActiveRecording] = {}
+        """Livestream taps by tap id."""
+        self._closing = False
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -523,15 +573,21 @@ class RecordingService:
     async def aclose(self) -> None:
         """Close every open segment (files end finalized) and stop the writer threads.
 
-        Recordings stay in their state; the next start-up moves them on (``INTERNAL_ERROR``).
+        Recordings stay in their state; the next start-up moves them on (``INTERNAL_ERROR``). Closed live
+        transcription segments stay ``pending`` (the job runner is stopped by now): the next start-up queues them.
         """
-        for active in list(self._active.values()):
+        self._closing = True
+        for active in [*self._active.values(), *self._stt_sessions.values(), *self._taps.values()]:
             await self._close_targets(active)
         self._active.clear()
+        self._stt_sessions.clear()
+        self._taps.clear()
         await self._db_queue.join()
+        self.spool.stopping()  # a flush waiting for the spool gives up: the next start-up flushes it
         for task in list(self._tasks):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
+        await self.spool.aclose()
         for background in (self._db_task, self._collector):
             if background is not None:
                 background.cancel()
@@ -555,10 +611,20 @@ class RecordingService:
             return local
 
         async def upload(recording_id: str) -> None:
-            if await prepare_upload(self.sessions, self.data_dir, recording_id):
+            if await prepare_upload(self.sessions, self.data_dir, recording_id) and await self.flush_spool(
+                recording_id
+            ):
                 await uploader(recording_id)
 
         return upload
+
+    async def flush_spool(self, recording_id: str) -> bool:
+        """Put a stopped recording's files in the spool (see :meth:`Shipper.flush`); False if shutting down."""
+        return await self.spool.flush(self.sessions, self.data_dir, recording_id)
+
+    def flush_pending_spool(self) -> None:
+        """In the background, flush the stopped recordings a previous process left on disk (start-up)."""
+        self._spawn(self.spool.flush_pending(self.sessions, self.data_dir))
 
     def is_active(self, recording_id: str) -> bool:
         """Whether the recording's writers are running in this process."""
@@ -631,6 +697,7 @@ class RecordingService:
                 session_id=live.session_id,
                 kind="track",
                 status="INVOKED",
+                node_id=self.node_id,
                 participant_id=participant.id,
                 track_kind=kind,
                 output_file_name=str(PurePosixPath(bucket or ".", live.session_id, participant.id, kind)),
@@ -699,6 +766,7 @@ class RecordingService:
                 session_id=live.session_id,
                 kind="track",
                 status="INVOKED",
+                node_id=self.node_id,
                 start_reason={"reason": "API_CALL", "caller": caller or {"type": "ORGANIZATION"}},
                 config={"api": "realtimekit", "file_format": "webm", "participant_ids": ids, "kinds": kind_list},
             )
@@ -816,6 +884,58 @@ class RecordingService:
             self._spawn(self.finalizer()(recording_id))
         return recording
 
+    # -- livestream taps ------------------------------------------------------------------------------
+    async def start_tap(self, tap_id: str, meeting_id: str, base_dir: Path) -> LiveRoom:
+        """Write every track of the meeting's live session to files for a live render, without a recording.
+
+        The files are laid out as a composite recording's (``{base_dir}/{session}/{participant}/{kind}/`` with
+        manifests, so a `~roomtape.recording.compose.feed.LiveFeed` follows them), but there is no
+        ``Recording`` or ``TrackFile`` row, no webhook and nothing goes to the spool: the caller (the livestream
+        engine) deletes the directory when it is done. The tap ends with :meth:`stop_tap`, or by itself when the
+        session's room closes.
+
+        Args:
+            tap_id: The caller's id for it (the livestream id).
+            meeting_id: The meeting; it must have a live room in this process.
+            base_dir: Where the track files go.
+
+        Returns:
+            The live room tapped.
+
+        Raises:
+            Conflict: The meeting has no live session here, or ``tap_id`` is tapping already.
+        """
+        async with self._lock:
+            live = self._live_room(meeting_id)
+            if tap_id in self._taps:
+                raise Conflict(f"{tap_id} is tapping meeting {meeting_id} already")
+            spec = TrackRecordingSpec(
+                recording_id=tap_id,
+                app_id=live.app_id,
+                meeting_id=meeting_id,
+                session_id=live.session_id,
+                participant_ids=None,
+                kinds=frozenset(TRACK_KINDS),
+                bucket_dir_path="",
+                videosdk_events=False,
+            )
+            active = _ActiveRecording(spec=spec, base_dir=base_dir, tap=True)
+            self._taps[tap_id] = active
+            for track in live.room.tracks():
+                if spec.wants(track.participant_id, track.kind):
+                    self._target(active, track.participant_id, track.kind).attach(track)
+            return live
+
+    async def stop_tap(self, tap_id: str) -> None:
+        """Close a tap's open segments (the files stay; a tap that is gone already is a no-op)."""
+        active = self._taps.pop(tap_id, None)
+        if active is not None:
+            await self._close_targets(active)
+
+    def tapping(self, tap_id: str) -> bool:
+        """Whether the tap is running."""
+        return tap_id in self._taps
+
     # -- rooms ----------------------------------------------------------------------------------------
     def _live_room(self, meeting_id: str) -> LiveRoom:
         live = self.media.get(meeting_id)
@@ -860,7 +980,12 @@ class RecordingService:
                 worker.wake()
 
     def _active_for(self, meeting_id: str, session_id: str) -> list[_ActiveRecording]:
-        return [a for a in self._active.values() if a.spec.meeting_id == meeting_id and a.spec.session_id == session_id]
+        """The recordings and the transcription spool of the session."""
+        return [
+            a
+            for a in (*self._active.values(), *self._stt_sessions.values(), *self._taps.values())
+            if a.spec.meeting_id == meeting_id and a.spec.session_id == session_id
+        ]
 
     def _room_opened(self, live: LiveRoom) -> None:
         def on_published(event: RoomEvent) -> None:
@@ -895,6 +1020,8 @@ class RecordingService:
         for name, handler in handlers:
             live.room.events.on(name, handler)
         self._room_handlers[live.meeting_id] = handlers
+        if self._transcriber is not None:
+            self._spawn(self._start_live_transcription(live))
 
     def _targets_of(self, live: LiveRoom, event: RoomEvent) -> list[_TrackTarget]:
         track = event.track
@@ -910,7 +1037,93 @@ class RecordingService:
         for name, handler in self._room_handlers.pop(live.meeting_id, []):
             live.room.events.off(name, handler)
         for active in self._active_for(live.meeting_id, live.session_id):
-            self._spawn(self.stop_recording(active.spec.recording_id, "ALL_PEERS_LEFT"))
+            if active.stt:
+                self._spawn(self._stop_live_transcription(live.meeting_id, active))
+            elif active.tap:
+                self._spawn(self.stop_tap(active.spec.recording_id))
+            else:
+                self._spawn(self.stop_recording(active.spec.recording_id, "ALL_PEERS_LEFT"))
+
+    # -- live transcription -------------------------------------------------------------------------------
+    async def _start_live_transcription(self, live: LiveRoom) -> None:
+        """Spool the session's audio tracks for live transcription if its meeting asks for it."""
+        try:
+            async with self.sessions() as db:
+                meeting = await db.get(Meeting, live.meeting_id)
+                wanted = meeting_transcribed(meeting, self._transcribe_all)
+                app_id = meeting.app_id if meeting is not None else ""
+        except Exception:
+            log.exception("meeting %s: cannot tell whether to transcribe it", live.meeting_id)
+            return
+        current = self.media.get(live.meeting_id)
+        if not wanted or self._closing or current is None or current.session_id != live.session_id:
+            return  # not wanted, or the room closed meanwhile
+        if live.meeting_id in self._stt_sessions:
+            return
+        spec = TrackRecordingSpec(
+            recording_id=f"stt-spool-{live.session_id}",
+            app_id=app_id,
+            meeting_id=live.meeting_id,
+            session_id=live.session_id,
+            participant_ids=None,
+            kinds=frozenset({"audio"}),
+            bucket_dir_path="",
+            videosdk_events=False,
+        )
+        active = _ActiveRecording(spec=spec, base_dir=stt_spool_dir(self.data_dir), stt=True)
+        self._stt_sessions[live.meeting_id] = active
+        for track in live.room.tracks():
+            if spec.wants(track.participant_id, track.kind):
+                self._target(active, track.participant_id, track.kind).attach(track)
+        log.info("meeting %s: session %s is transcribed live", live.meeting_id, live.session_id)
+
+    async def _stop_live_transcription(self, meeting_id: str, active: _ActiveRecording) -> None:
+        """The session's room closed: close its open transcription segments (their rows become ``pending``)."""
+        if self._stt_sessions.get(meeting_id) is active:
+            del self._stt_sessions[meeting_id]
+        await self._close_targets(active)
+        await self._db_queue.join()  # the last segments' rows are written
+        try:  # every segment may be transcribed already (the jobs ran before the session ended)
+            await remove_stt_spool(self.sessions, self.data_dir, active.spec.session_id)
+        except Exception:
+            log.exception("session %s: removing its transcription directory failed", active.spec.session_id)
+
+    def transcribing_live(self, meeting_id: str) -> bool:
+        """Whether the meeting's live session is being transcribed live (its audio spooled)."""
+        return meeting_id in self._stt_sessions
+
+    async def _write_stt_segment(self, target: _TrackTarget, entry: SegmentEntry) -> None:
+        """A transcription segment opened (row ``recording``) or closed (``pending``, and its job submitted)."""
+        spec = target.active.spec
+        row_id = segment_id(spec.session_id, target.participant_id, target.kind, entry.index)
+        complete = entry.status == "complete"
+        async with self.sessions() as db:
+            row = await db.get(TranscriptSegment, row_id)
+            if row is None:
+                row = TranscriptSegment(
+                    id=row_id,
+                    app_id=spec.app_id,
+                    session_id=spec.session_id,
+                    participant_id=target.participant_id,
+                    kind=target.kind,
+                    index=entry.index,
+                    path=(target.directory / entry.file).relative_to(self.data_dir).as_posix(),
+                    node_id=self.node_id,
+                    status="recording",
+                    attempts=0,
+                    items=0,
+                )
+                db.add(row)
+            row.start_epoch_ms, row.end_epoch_ms = entry.start_epoch_ms, entry.end_epoch_ms
+            submit = complete and row.status == "recording"
+            if submit:
+                row.status = "pending"
+            await db.commit()
+        if submit and self._transcriber is not None and not self._closing:
+            try:
+                await self._transcriber(row_id)
+            except Exception:  # the row is pending: the next start-up queues it
+                log.exception("submitting the transcription of segment %s failed", row_id)
 
     async def _close_targets(self, active: _ActiveRecording) -> None:
         for target in active.targets.values():
@@ -955,11 +1168,22 @@ class RecordingService:
                 self._db_queue.task_done()
 
     def _segment_event(self, target: _TrackTarget, entry: SegmentEntry, size: int, at: float) -> None:
+        if target.active.tap:
+            return  # a livestream's files: the live render reads the manifests, nothing else needs to know
+        if target.active.stt:
+            self._db_queue.put_nowait(lambda: self._write_stt_segment(target, entry))
+            return  # transcription-only audio: read by the STT job where it was written, never shipped
         self._db_queue.put_nowait(lambda: self._write_segment(target, entry, size, at))
+        if entry.status == "complete":
+            directory = PurePosixPath(target.active.spec.session_id, target.participant_id, target.kind)
+            rels = [str(directory / entry.file), str(directory / MANIFEST_NAME)]
+            self.spool.ship(target.active.spec.recording_id, target.active.base_dir, rels)
 
     def _target_failed(self, target: _TrackTarget, exc: BaseException) -> None:
         active = target.active
         active.failed = True
+        if active.tap:
+            return  # logged by the target; the stream goes on with the other tracks
         message = f"{target.participant_id}/{target.kind}: {exc}"
 
         async def record() -> None:

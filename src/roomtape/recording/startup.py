@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from roomtape.db.models import Recording, TrackFile, utcnow
+from roomtape.db.transcript_segments import close_interrupted
 from roomtape.media.plane import MediaPlane
 from roomtape.recording.finalize import emit_track_event, local_base, prepare_upload
 from roomtape.recording.manifest import MANIFEST_NAME, SegmentEntry, TrackManifest, iso_ms, load, save
@@ -209,19 +210,31 @@ async def _recover_one(db: AsyncSession, data_dir: Path, recording: Recording) -
         log.warning("recording %s was interrupted before any media was kept", recording.id)
 
 
+def _not_on(live_nodes: Collection[str]) -> ColumnElement[bool]:
+    """Recordings no live node is writing: started by a process that is gone (or before nodes had ids)."""
+    if not live_nodes:
+        return true()
+    return or_(Recording.node_id.is_(None), Recording.node_id.not_in(list(live_nodes)))
+
+
 async def recover_interrupted(
     sessions: async_sessionmaker[AsyncSession],
     data_dir: Path,
     finalize: Callable[[str], Awaitable[object]],
+    *,
+    live_nodes: Collection[str] = (),
 ) -> list[str]:
     """Repair and move on every track recording a previous process left running; finalize stopped ones.
 
-    Run once at start-up, before any new recording starts. Idempotent.
+    Run at start-up, before any new recording starts, and (scaled, :mod:`roomtape.cluster.reaper`) whenever a
+    node dies. Idempotent.
 
     Args:
         sessions: Database sessions.
-        data_dir: The server's data directory.
+        data_dir: The server's data directory (the dead node's, for a node that died: shared on one host).
         finalize: The finalizer (UPLOADING → UPLOADED) to run for every recording left UPLOADING.
+        live_nodes: Nodes whose recordings are left alone (they are still writing them); none at an
+            embedded start-up.
 
     Returns:
         Ids of the recordings that were interrupted.
@@ -229,7 +242,11 @@ async def recover_interrupted(
     async with sessions() as db:
         interrupted = (
             await db.scalars(
-                select(Recording).where(Recording.kind.in_(("track", "composite")), Recording.status.in_(_ACTIVE))
+                select(Recording).where(
+                    Recording.kind.in_(("track", "composite")),
+                    Recording.status.in_(_ACTIVE),
+                    _not_on(live_nodes),
+                )
             )
         ).all()
         for recording in interrupted:
@@ -243,7 +260,11 @@ async def recover_interrupted(
         ids = [r.id for r in interrupted]
         await db.commit()
         uploading = (
-            await db.scalars(select(Recording.id).where(Recording.kind == "track", Recording.status == "UPLOADING"))
+            await db.scalars(
+                select(Recording.id).where(
+                    Recording.kind == "track", Recording.status == "UPLOADING", _not_on(live_nodes)
+                )
+            )
         ).all()
     for recording_id in uploading:
         try:
@@ -259,30 +280,45 @@ async def open_recording_service(
     data_dir: Path,
     *,
     uploader: Uploader | None = None,
+    recover: bool = True,
+    live_nodes: Collection[str] = (),
     **options: Any,
 ) -> RecordingService:
     """Start the recording service for a server: recover what a previous process left, then attach.
 
     With an ``uploader`` (the job runner's ``submit_upload``), recovered recordings are only made final
     here and left UPLOADING: the job runner's ``start()``, run after this, resumes every UPLOADING upload.
+    With a spool (``options["spool"]``), the stopped recordings still on this node's disk are then put in the
+    spool in the background (:meth:`~roomtape.recording.spool.Shipper.flush_pending`); their jobs wait for it.
 
     Args:
         media: The server's media plane.
         sessions: Database sessions.
         data_dir: The data directory.
         uploader: Submits the upload of a stopped recording.
+        recover: Recover interrupted recordings now (False when another process of the deployment is at it).
+        live_nodes: Nodes still running; their recordings are not interrupted.
         **options: Options of :class:`~roomtape.recording.service.RecordingService`.
 
     Returns:
         The running service (close it with ``aclose()``).
     """
     service = await RecordingService.open(media, sessions, data_dir, uploader=uploader, **options)
+    if recover:
+        async with sessions() as db:
+            # Live transcription segments a killed process left open: queued now (the runner's start() runs them).
+            if reopened := await close_interrupted(db, live_nodes):
+                log.info("%d live transcription segments left open by a stopped process are queued", reopened)
+            await db.commit()
     if uploader is None:
-        await recover_interrupted(sessions, data_dir, service.finalizer())
+        if recover:
+            await recover_interrupted(sessions, data_dir, service.finalizer(), live_nodes=live_nodes)
     else:
 
         async def make_final(recording_id: str) -> None:
             await prepare_upload(sessions, data_dir, recording_id)
 
-        await recover_interrupted(sessions, data_dir, make_final)
+        if recover:
+            await recover_interrupted(sessions, data_dir, make_final, live_nodes=live_nodes)
+        service.flush_pending_spool()
     return service

@@ -15,6 +15,7 @@ RoomtapeError  anything else the backend refuses for good (bad credentials, no s
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -90,6 +91,21 @@ class StorageBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class TakesFiles(Protocol):
+    """A backend that can take over a finished local file instead of copying it.
+
+    Local storage on the same file system does it by a hard link: no bytes copied. The uploader uses it for
+    files it deletes right after the upload is verified, so the stored object and the local name share the data
+    only for that moment. A backend that cannot take a given file (another file system) copies it, as
+    `StorageBackend.put_file` does.
+    """
+
+    async def take_file(self, local_path: Path, key: str) -> ObjectStat:
+        """Store the finished file ``local_path`` at ``key`` (overwriting) without copying where possible."""
+        ...
+
+
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object name, else raise ``InvalidInput``.
 
@@ -132,3 +148,26 @@ def local_size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError as exc:
         raise InvalidInput(f"local file missing: {path.name}") from exc
+
+
+async def download_file(backend: StorageBackend, key: str, local: Path) -> int:
+    """Copy ``key`` into the local file ``local`` (written as ``local.part``, then renamed into place).
+
+    Returns:
+        The bytes written.
+    """
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(local.name + ".part")
+    size = 0
+    f = await asyncio.to_thread(tmp.open, "wb")
+    try:
+        async for chunk in backend.open(key):
+            await asyncio.to_thread(f.write, chunk)  # disk writes off the event loop
+            size += len(chunk)
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    f.close()
+    tmp.replace(local)
+    return size

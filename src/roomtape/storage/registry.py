@@ -121,13 +121,36 @@ def _need(config: dict[str, Any], field: str) -> str:
 
 def config_from_url(settings: Settings) -> dict[str, Any]:
     """The server default storage as a plaintext ``storage_config`` (plus ``root``/``prefix``)."""
-    url = settings.storage_url
-    if not url:
+    if not settings.storage_url:
         return {"type": "local", "root": str(settings.data_dir / "storage")}
+    return parse_storage_url(
+        settings.storage_url,
+        access_key=settings.storage_access_key,
+        secret=settings.storage_secret,
+        private_key=settings.storage_private_key,
+        setting="ROOMTAPE_STORAGE_URL",
+    )
+
+
+def parse_storage_url(
+    url: str, *, access_key: str = "", secret: str = "", private_key: str = "", setting: str
+) -> dict[str, Any]:
+    """A plaintext ``storage_config`` (plus ``root``/``prefix``) from a storage URL of the forms above.
+
+    Args:
+        url: The URL (not empty).
+        access_key: Its access key (S3).
+        secret: Its secret (S3 secret key, Azure account key, GCS service-account JSON, SFTP password).
+        private_key: SSH private key for ``sftp://``.
+        setting: The setting's name, for the error message.
+
+    Raises:
+        InvalidInput: The scheme is unknown.
+    """
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     prefix = unquote(parts.path).strip("/")
-    secrets = {"access_key": settings.storage_access_key or None, "secret": settings.storage_secret or None}
+    secrets = {"access_key": access_key or None, "secret": secret or None}
     if parts.scheme == "file":
         return {"type": "local", "root": unquote(parts.path)}
     if parts.scheme == "s3":
@@ -150,11 +173,11 @@ def config_from_url(settings: Settings) -> dict[str, Any]:
             "port": parts.port or 22,
             "username": unquote(parts.username or ""),
             "prefix": prefix,
-            "password": settings.storage_secret or None,
-            "private_key": settings.storage_private_key or None,
-            "auth_method": "KEY" if settings.storage_private_key else "PASSWORD",
+            "password": secret or None,
+            "private_key": private_key or None,
+            "auth_method": "KEY" if private_key else "PASSWORD",
         }
-    raise InvalidInput(f"ROOMTAPE_STORAGE_URL has an unknown scheme {parts.scheme!r}")
+    raise InvalidInput(f"{setting} has an unknown scheme {parts.scheme!r}")
 
 
 def default_storage(settings: Settings, signer: DownloadSigner) -> tuple[StorageBackend, str]:

@@ -26,7 +26,7 @@ MEDIA_TYPES: dict[ExportFormat, str] = {
 }
 
 VOICES = {"user": "User", "assistant": "Agent", "system": "System", "developer": "Developer"}
-"""Voice names of the roles in WebVTT ``<v …>`` spans and SRT line prefixes."""
+"""Voice names of the roles, for items that do not name their speaker."""
 
 _READ_CHARS_PER_SEC = 16.0
 _MIN_CUE_SECS = 1.0
@@ -97,12 +97,18 @@ def _cues(items: Sequence[TranscriptItem], origin_epoch: float) -> list[tuple[in
 
 
 def voice(item: TranscriptItem) -> str:
-    """The voice name of the item's speaker."""
-    return VOICES.get(item.role, item.role.capitalize())
+    """The voice name of the item's speaker, as the JSON export's ``speaker_id`` names it.
+
+    That is a participant's name for meeting speech, the label an agent's speech-to-text gave; items without
+    one get their role's name (``User``, ``Agent``). Whitespace runs (line breaks included) become one space:
+    the name sits on the cue's first line.
+    """
+    name = " ".join((item.speaker_id or "").replace("\x00", "\ufffd").split())
+    return name or VOICES.get(item.role, item.role.capitalize())
 
 
 def to_webvtt(items: Sequence[TranscriptItem], origin_epoch: float = 0.0) -> str:
-    """A WebVTT file: one cue per item, numbered from 1, text in a ``<v User>``/``<v Agent>`` voice span."""
+    """A WebVTT file: one cue per item, numbered from 1, text in a voice span of its speaker (``<v Alice>``)."""
     out = ["WEBVTT", ""]
     for n, (start, end, item, lines) in enumerate(_cues(items, origin_epoch), start=1):
         name = _vtt_escape(voice(item))
@@ -112,7 +118,7 @@ def to_webvtt(items: Sequence[TranscriptItem], origin_epoch: float = 0.0) -> str
 
 
 def to_srt(items: Sequence[TranscriptItem], origin_epoch: float = 0.0) -> str:
-    """An SRT file: one numbered cue per item, the speaker as a ``User: `` prefix (SRT has no voices)."""
+    """An SRT file: one numbered cue per item, the speaker as an ``Alice: `` prefix (SRT has no voices)."""
     out: list[str] = []
     for n, (start, end, item, lines) in enumerate(_cues(items, origin_epoch), start=1):
         body = [f"{voice(item)}: {lines[0]}", *lines[1:]]
@@ -127,7 +133,7 @@ def to_csv(items: Sequence[TranscriptItem], origin_epoch: float = 0.0) -> str:
     writer.writerow(["id", "start", "end", "role", "speaker", "participant_id", "text", "interrupted"])
     for item in items:
         start, end = cue_span(item, origin_epoch)
-        speaker = item.speaker_id or voice(item)
+        speaker = voice(item)
         writer.writerow(
             [
                 item.id,
@@ -196,12 +202,20 @@ def to_json(
     session_id: str,
     origin_epoch: float,
     recording_id: str | None = None,
+    transcription: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Roomtape's transcript: items with times on the session's clock, or the recording's if ``recording_id``."""
-    return {
+    """Roomtape's transcript: items with times on the session's clock, or the recording's if ``recording_id``.
+
+    ``transcription``: the live transcription's progress (session exports of meetings transcribed live), kept
+    under that key; left out when ``None``.
+    """
+    out: dict[str, Any] = {
         "session_id": session_id,
         "recording_id": recording_id,
         "clock": "recording" if recording_id else "session",
         "origin_epoch": origin_epoch,
         "items": [rich_item(i) for i in items],
     }
+    if transcription is not None:
+        out["transcription"] = transcription
+    return out

@@ -2,7 +2,9 @@
 
 ``meeting.transcript`` is queued when a session with a transcript ends (:func:`on_session_ended`, called by
 the session lifecycle and by the LiveKit Agents upload), and queued again, with the next ``revision`` and
-``updated: true``, when transcript items arrive after the end (REST ingest).
+``updated: true``, when transcript items arrive after the end (REST ingest). While the session's audio is
+still being transcribed live (segments open, queued or running), nothing is queued: the job that finishes
+the last segment queues it (:mod:`roomtape.jobs.transcribe_live`), so the event carries the whole transcript.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.db.models import Meeting, OutboxEvent, Session
+from roomtape.db.transcript_segments import unfinished_count
 from roomtape.transcripts.clock import ClockOffset
 from roomtape.transcripts.events import ConversationItemAdded, UserInputTranscribed, to_item
 from roomtape.transcripts.export import to_livekit
@@ -97,6 +100,9 @@ async def on_session_ended(
     """
     session = await db.get(Session, session_id)
     if session is None or session.status != "ENDED":
+        return None
+    if await unfinished_count(db, session_id):
+        # Still being transcribed live: the job of the last segment calls this again (jobs.transcribe_live).
         return None
     items = await list_session(db, session_id)
     if not items:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from typing import Any
 
 from roomtape.db.accounts import create_app_with_account
@@ -110,3 +112,14 @@ async def stopped_composite(deps: JobDeps, seconds: float = 12.0) -> tuple[str, 
         record_audio(base, "bob", tone(1000, seconds), [(0, seconds)])
         await db.commit()
         return rec.id, creds.app_id
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a ``roomtape worker`` (it finishes its job's step and exits 0); SIGKILL it after 15 s."""
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(15)
+    except subprocess.TimeoutExpired:
+        worker.kill()

@@ -17,7 +17,7 @@ import redis
 import standardwebhooks
 from sqlalchemy import select
 from tests.conftest import free_port
-from tests.integration.jobs.recordings import stopped_composite, stopped_recording
+from tests.integration.jobs.recordings import stop_worker, stopped_composite, stopped_recording
 from tests.integration.webhooks.receiver import Receiver
 
 from roomtape.config import Settings
@@ -107,11 +107,7 @@ async def test_worker_uploads_and_delivers(tmp_path: Path) -> None:
         body = json.loads(receiver.received[0].body)
         assert body["recording"]["id"] == first and body["recording"]["status"] == "UPLOADED"
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         await receiver.stop()
         await deps.engine.dispose()
         r = redis.Redis.from_url(REDIS_URL)
@@ -222,12 +218,7 @@ async def test_sigkill_mid_compose_a_second_worker_finishes_once(tmp_path: Path)
         assert pending["pending"] == 0  # every message, the killed worker's too, acknowledged
     finally:
         for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+            stop_worker(worker)
         await receiver.stop()
         await deps.engine.dispose()
         r = redis.Redis.from_url(REDIS_URL)

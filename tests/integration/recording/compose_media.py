@@ -84,9 +84,10 @@ def record_video(
     fps: int = 30,
     kind: TrackKind = "video",
     offset: float = 0.0,
+    max_segment_seconds: float = 0.0,
 ) -> None:
     """Record a video track with one segment per (start s, end s) after T0 + offset; each is a fresh encoder."""
-    recorder = TrackRecorder(base, SESSION, participant, kind)
+    recorder = TrackRecorder(base, SESSION, participant, kind, max_segment_seconds=max_segment_seconds)
     for start, end in segments:
         first = round(start * fps)
         indices = range(first, round(end * fps))
@@ -105,9 +106,10 @@ def record_audio(
     segments: Sequence[tuple[float, float]],
     kind: TrackKind = "audio",
     offset: float = 0.0,
+    max_segment_seconds: float = 0.0,
 ) -> None:
     """Record mono samples (index 0 = T0 + offset) as Opus, sending only inside the (start s, end s) segments."""
-    recorder = TrackRecorder(base, SESSION, participant, kind)
+    recorder = TrackRecorder(base, SESSION, participant, kind, max_segment_seconds=max_segment_seconds)
     for start, end in segments:
         first, last = round(start * RATE / PACKET), round(end * RATE / PACKET)
         # Encode from a little earlier so the encoder's look-ahead is primed, then drop that part.

@@ -85,9 +85,9 @@ class LiveServer:
 @contextlib.asynccontextmanager
 async def live_server(data_dir: Path, **settings_overrides: Any) -> AsyncIterator[LiveServer]:
     port = free_port()
+    settings_overrides.setdefault("database_url", f"sqlite+aiosqlite:///{data_dir / 'roomtape.db'}")
     settings = Settings(
         data_dir=data_dir,
-        database_url=f"sqlite+aiosqlite:///{data_dir / 'roomtape.db'}",
         secret_key="test-secret-key",
         ice_host_addresses="127.0.0.1",
         public_url=f"http://127.0.0.1:{port}",
@@ -144,10 +144,13 @@ class MeetingRoom:
         return self.participants[name].id
 
 
-async def open_meeting(srv: LiveServer, *names: str) -> MeetingRoom:
-    """A meeting with participants (custom ids = names), a live session, and a room where they joined."""
+async def open_meeting(srv: LiveServer, *names: str, **meeting_fields: Any) -> MeetingRoom:
+    """A meeting with participants (custom ids = names), a live session, and a room where they joined.
+
+    ``meeting_fields`` are set on the meeting row (e.g. ``live_stream_on_start``, ``recording_config``).
+    """
     async with srv.ctx.sessions() as db:
-        meeting = Meeting(app_id=srv.app_id, title="recorded", status="ACTIVE")
+        meeting = Meeting(app_id=srv.app_id, title="recorded", status="ACTIVE", **meeting_fields)
         db.add(meeting)
         await db.flush()
         participants = {}

@@ -355,3 +355,61 @@ def test_ogg_decodes_and_mixes_when_packets_are_not_20_ms(tmp_path: Path) -> Non
     assert audio.shape[0] == 2 and audio.shape[1] / rate == pytest.approx(4.0, abs=0.05)
     assert band(audio[0], rate, 2.0, 440) > 0.1 and band(audio[0], rate, 2.0, 1000) < 0.02
     assert band(audio[1], rate, 2.0, 1000) > 0.1 and band(audio[1], rate, 2.0, 440) < 0.02
+
+
+def test_a_track_split_by_segment_max_seconds_composes_like_one_segment(tmp_path: Path) -> None:
+    """Pieces cut every 1.5 s (audio at any packet, video at a keyframe) give the composite of the uncut track:
+    the same pictures and the same samples, so no dent at the splits (one Opus decoder across the pieces)."""
+
+    def counter(i: int) -> np.ndarray:  # a bar that moves each frame: a repeated or lost frame shows
+        img = solid((20, 20, 20), W, H)
+        img[:, (i * 4) % (W - 8) : (i * 4) % (W - 8) + 8] = 255
+        return img
+
+    outputs = {}
+    for name, max_seconds in (("whole", 0.0), ("pieces", 1.5)):
+        base = tmp_path / name
+        record_video(base, "alice", counter, [(0, 5)], max_segment_seconds=max_seconds)
+        record_audio(base, "alice", tone(440, 5), [(0, 5)], max_segment_seconds=max_seconds)
+        pieces = sorted(base.rglob("*.webm"))
+        assert len(pieces) == (2 if max_seconds == 0 else 7), [p.name for p in pieces]
+        options = ComposeOptions(width=OUT_W, height=OUT_H, format="webm", video_codec="vp8")
+        outputs[name] = compose(base, [span(0, 5)], options, tmp_path / f"{name}.webm").path
+    whole_rate, whole = decode_audio(outputs["whole"])
+    pieces_rate, cut = decode_audio(outputs["pieces"])
+    assert whole_rate == pieces_rate
+    n = min(whole.shape[1], cut.shape[1])
+    assert abs(whole.shape[1] - cut.shape[1]) <= 960
+    assert float(np.abs(whole[:, :n] - cut[:, :n]).max()) < 1e-3
+    whole_frames, cut_frames = decode_video(outputs["whole"]), decode_video(outputs["pieces"])
+    assert len(whole_frames) == len(cut_frames) == 150
+    for (t1, a), (t2, b) in zip(whole_frames, cut_frames, strict=True):
+        assert t1 == pytest.approx(t2, abs=1e-3)
+        assert float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < 1.0
+
+
+def test_h264_bit_rate_is_capped(tmp_path: Path) -> None:
+    """Capped CRF: noise, which CRF 23 alone spends megabits on, stays near the cap; the default cap is 3 Mbit/s
+    at 720p30 in proportion to pixels per second."""
+    from roomtape.recording.compose.options import default_video_bitrate
+
+    assert default_video_bitrate(1280, 720, 30) == 3_000_000
+    assert default_video_bitrate(1920, 1080, 30) == 6_750_000 and default_video_bitrate(160, 120, 15) == 300_000
+    rng = np.random.default_rng(7)
+    base = tmp_path / "noise"
+    record_video(base, "alice", lambda i: rng.integers(0, 255, (H, W, 3), dtype=np.uint8), [(0, 3)])
+    record_audio(base, "alice", tone(440, 3), [(0, 3)])
+    rates = {}
+    for cap in (150_000, 20_000_000):
+        options = ComposeOptions(width=OUT_W, height=OUT_H, video_bitrate=cap)
+        result = compose(base, [span(0, 3)], options, tmp_path / f"cap-{cap}.mp4")
+        with av.open(str(result.path)) as container:
+            video = container.streams.video[0]
+            size = sum(p.size for p in container.demux(video) if p.size)
+            frames = len(decode_video(result.path))
+        assert frames == 90
+        rates[cap] = size * 8 / 3.0
+    print(f"video bit rate by cap: {rates}")
+    # VBV: at most the rate for the whole clip plus one buffer (2 s of the rate) spent up front.
+    assert rates[150_000] <= (150_000 * 3.0 + 2 * 150_000) / 3.0 * 1.05
+    assert rates[20_000_000] > 3 * rates[150_000]  # without a binding cap CRF takes what noise needs

@@ -254,6 +254,11 @@ async def test_flash_and_beep_in_sync_through_the_live_pipeline(server: Server, 
 
     composite = analyse(path)
     assert (composite.video_codec, composite.audio_codec, composite.size) == ("h264", "aac", (640, 360))
+    # Rendered live (the server's default): while it recorded, by the live render process; at the stop only the
+    # last seconds were left.
+    live = rec.config["composite"]["live"]
+    print(f"live render: {live}")
+    assert live["behind_at_stop_seconds"] < 30 and not live["caught_up_from_files"]
 
     # Duration: the unpaused recorded time (started_time = first frame written) within 100 ms.
     assert rec.started_time is not None and rec.stopped_time is not None
@@ -397,7 +402,9 @@ async def test_nobody_published_ends_errored_with_one_status_update(server: Serv
 
 async def test_sigkill_mid_render_renders_again_at_start(tmp_path: Path) -> None:
     database = f"sqlite+aiosqlite:///{tmp_path / 'roomtape.db'}"
-    first = await asyncio.to_thread(start_server, tmp_path, database, SERVER_ENV)
+    # The render from files after the stop (a live render would leave only its last second to kill).
+    env = {**SERVER_ENV, "ROOMTAPE_LIVE_COMPOSITE": "false"}
+    first = await asyncio.to_thread(start_server, tmp_path, database, env)
     publishers: list[Publisher] = []
     try:
         api = Api(first)
@@ -435,7 +442,7 @@ async def test_sigkill_mid_render_renders_again_at_start(tmp_path: Path) -> None
     assert list(local.glob(".*.part")), "killed after the render finished: nothing was tested"
     assert not (local / killed.output_file_name).exists()
 
-    second = await asyncio.to_thread(start_server, tmp_path, database, SERVER_ENV)
+    second = await asyncio.to_thread(start_server, tmp_path, database, env)
     try:
         rec = await wait_status(second, rid, ("UPLOADED", "ERRORED"), 240)
     finally:
@@ -482,6 +489,11 @@ async def test_sigkill_while_paused_then_restart_renders_what_was_recorded(tmp_p
                 rid, account_id=first.account_id, app_id=first.app_id, action="pause"
             )
         await asyncio.sleep(1.5)
+        local = tmp_path / "recordings" / rid
+        deadline = time.monotonic() + 30  # its process starts in a second or two, later on a loaded machine
+        while not list(local.glob(".*.part")):
+            assert time.monotonic() < deadline, "no live render was writing the composite"
+            await asyncio.sleep(0.1)
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait(timeout=10)
     finally:
@@ -491,6 +503,10 @@ async def test_sigkill_while_paused_then_restart_renders_what_was_recorded(tmp_p
         if first.process.poll() is None:
             stop_server(first)
     assert (await recording(first, rid)).status == "PAUSED"
+    deadline = time.monotonic() + 15
+    while list(local.glob(".*.part")):  # the live render process saw its server go and removed its file
+        assert time.monotonic() < deadline, "the orphaned live render is still writing"
+        await asyncio.sleep(0.2)
 
     second = await asyncio.to_thread(start_server, tmp_path, database, SERVER_ENV)
     try:
@@ -498,6 +514,7 @@ async def test_sigkill_while_paused_then_restart_renders_what_was_recorded(tmp_p
     finally:
         stop_server(second)
     assert rec.status == "UPLOADED", rec.error
+    assert "live" not in rec.config["composite"]  # rendered from the files at the restart
     assert rec.stop_reason is not None and rec.stop_reason["reason"] == "INTERNAL_ERROR"
     assert rec.started_time is not None
     ((pause_start, pause_end),) = rec.config["pauses"]

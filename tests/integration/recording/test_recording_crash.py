@@ -57,9 +57,9 @@ asyncio.run(main())
 """
 
 
-def run_and_kill(tmp_path: Path) -> tuple[dict[str, object], str]:
+def run_and_kill(tmp_path: Path, extra_env: dict[str, str] | None = None) -> tuple[dict[str, object], str]:
     """Run the recording server for 3 s after recording started, then SIGKILL it."""
-    env = {**os.environ, "ROOMTAPE_ICE_HOST_ADDRESSES": "127.0.0.1"}
+    env = {**os.environ, "ROOMTAPE_ICE_HOST_ADDRESSES": "127.0.0.1", **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER_SCRIPT, str(tmp_path), str(REPO)],
         stdout=subprocess.PIPE,

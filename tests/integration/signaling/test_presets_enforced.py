@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import cloudflare
 import httpx
@@ -60,11 +60,15 @@ def make_preset(api: Api, name: str, permissions: dict[str, Any], config: dict[s
 
 
 class BigVideoTrack(VideoStreamTrack):
-    """640x480 grey pictures: larger than a ``qvga`` preset allows."""
+    """Grey pictures, 640x480 unless told: larger than a ``qvga`` preset allows."""
+
+    def __init__(self, width: int = 640, height: int = 480) -> None:
+        super().__init__()
+        self.picture = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
-        frame = VideoFrame.from_ndarray(np.full((480 * 3 // 2, 640), 128, dtype=np.uint8), format="yuv420p")
+        frame = VideoFrame.from_ndarray(self.picture, format="yuv420p")
         frame.pts, frame.time_base = pts, time_base
         return frame
 
@@ -231,25 +235,42 @@ async def test_hidden_participant_and_no_subscribe(api: Api, server: Server) -> 
             await w.close()
 
 
-async def test_video_above_the_preset_quality_is_not_forwarded(api: Api, server: Server) -> None:
-    make_preset(api, "small-video", {}, {"media": {"video": {"quality": "qvga", "frame_rate": 30}}})
+@pytest.mark.parametrize(
+    ("codec", "width", "height"),
+    [
+        ("VP8", 640, 480),  # the size comes from the keyframe header
+        # The size comes from the SPS, and 640x360 is coded as 640x368 and cropped, so the limit must see
+        # through the cropping correctly.
+        ("H264", 640, 360),
+    ],
+)
+async def test_video_above_the_preset_quality_is_not_forwarded(
+    api: Api, server: Server, codec: Literal["VP8", "H264"], width: int, height: int
+) -> None:
+    preset = f"small-{codec.lower()}"
+    make_preset(api, preset, {}, {"media": {"video": {"quality": "qvga", "frame_rate": 30}}})
     meeting = api.meeting()
-    big_id, big_token = add(api, meeting, "big", "small-video")
-    small_id, small_token = add(api, meeting, "small", "small-video")
-    _, host_token = add(api, meeting, "q-host", "group_call_host")
+    big_id, big_token = add(api, meeting, f"big-{codec}", preset)
+    small_id, small_token = add(api, meeting, f"small-{codec}", preset)
+    _, host_token = add(api, meeting, f"q-host-{codec}", "group_call_host")
     big, small, host = Watcher(server, big_token), Watcher(server, small_token), Watcher(server, host_token)
     try:
         await host.client.join()
         await big.client.join()
         assert big.client.permissions["max_video"] == [320, 240]
-        await big.client.publish(audio=ToneAudioTrack(440.0), video=BigVideoTrack())
+        await big.client.publish(audio=ToneAudioTrack(440.0), video=BigVideoTrack(width, height), video_codec=codec)
         await small.client.join()
-        await small.client.publish(video=CounterVideoTrack())  # 320x240: fits
+        await small.client.publish(video=CounterVideoTrack(), video_codec=codec)  # 320x240: fits
+        for publisher in (big, small):  # the codec under test is the one negotiated
+            answer = publisher.client._publisher.remoteDescription.sdp  # type: ignore[union-attr]
+            assert [c for c in ("VP8", "H264") if f"{c}/90000" in answer[answer.index("m=video") :]] == [codec]
         await wait_for(lambda: host.frames_from(small_id, "video") >= 10, 30, "the fitting video")
+        counters = next(r.counters for t, r in host.received.items() if host.kinds[t] == (small_id, "video"))
+        assert counters == sorted(counters) and len(set(counters)) >= 10  # real pictures, in order
         await wait_for(lambda: host.frames_from(big_id, "audio") >= 20, 30, "the big one's audio")
         await wait_for(lambda: any("larger than preset" in e for e in big.errors), 30, "the publisher being told")
         message = next(e for e in big.errors if "larger than preset" in e)
-        assert "640x480" in message and "320x240" in message and "small-video" in message
+        assert f"{width}x{height}" in message and "320x240" in message and preset in message
         assert host.frames_from(big_id, "video") == 0
     finally:
         for w in (small, big, host):

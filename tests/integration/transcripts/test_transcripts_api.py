@@ -131,7 +131,7 @@ def test_ingest_then_export_in_every_format(cf: Cloudflare, http: httpx.Client, 
     cues = webvtt.from_string(vtt.text)
     assert [(c.voice, c.start, c.end) for c in cues] == [
         ("Agent", "00:00:00.500", "00:00:02.000"),
-        ("User", "00:00:02.500", "00:00:04.000"),
+        ("S1", "00:00:02.500", "00:00:04.000"),  # the speaker the event named, as in the JSON export
         ("Agent", "00:00:04.500", "00:00:05.000"),
     ]
     assert "I need a &lt;refund&gt; &amp; more" in vtt.text and "<v Agent>Sure\n" in vtt.text
@@ -141,7 +141,7 @@ def test_ingest_then_export_in_every_format(cf: Cloudflare, http: httpx.Client, 
     subs = list(srt.parse(http.get(f"/v1/sessions/{session_id}/transcript", params={"format": "srt"}).text))
     assert [s.content for s in subs] == [
         "Agent: Hello, how can I help?",
-        "User: I need a <refund> & more",
+        "S1: I need a <refund> & more",
         "Agent: Sure",
     ]
 

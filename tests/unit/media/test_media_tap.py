@@ -20,6 +20,7 @@ from aiortc import (
     rtcrtpreceiver,
 )
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpDecodingParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket, RtpPacket
@@ -165,6 +166,23 @@ async def test_tapped_receiver_yields_encoded_frames_while_others_decode(
 
     decoded = await asyncio.wait_for(plain_rx.track.recv(), 2)
     assert isinstance(decoded, av.VideoFrame) and (decoded.width, decoded.height) == (320, 240)
+
+
+async def test_tapped_frames_reach_the_track_on_the_loop_and_the_stop_ends_it_after_them(
+    receivers: tuple[RTCRtpReceiver, RTCRtpReceiver],
+) -> None:
+    tapped_rx, _ = receivers
+    tap.tap_receiver(tapped_rx)
+    await start(tapped_rx)
+    queue: asyncio.Queue[Any] = tapped_rx.track._queue  # type: ignore[union-attr]
+    packets = rtp_packets(90_000, frames=4)
+    await feed(tapped_rx, packets)  # never suspends: a frame handed to a thread could not have come back yet
+    assert queue.qsize() == 3  # in the track's queue as soon as the jitter buffer let them out (4 in, 3 out)
+    tapped_rx._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]  # what a BYE or DTLS close does
+    got = [await asyncio.wait_for(tapped_rx.track.recv(), 2) for _ in range(3)]
+    assert [f.pts for f in got] == [0, 3000, 6000]
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(tapped_rx.track.recv(), 2)  # the thread ended the track after the frames
 
 
 async def test_sender_report_is_mapped_to_the_frame_timeline(

@@ -126,3 +126,15 @@ def test_channel_maps(tmp_path: Path) -> None:
 def test_bad_options_are_refused(options: ComposeOptions, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         Composer(tmp_path, [(T, T + 1000)], options)
+
+
+def test_final_spans_that_end_before_the_live_timeline_keep_what_was_rendered() -> None:
+    from roomtape.recording.compose.feed import _keep_rendered
+
+    # The stop's spans came late: the live horizon had gone 243 ms past the stop. The render keeps it.
+    assert _keep_rendered([(1000, 9680)], [(1000, 9923)]) == [(1000, 9923)]
+    assert _keep_rendered([(0, 500), (900, 1680)], [(0, 500), (900, 1923)]) == [(0, 500), (900, 1923)]
+    # Spans that do extend the timeline, or change it elsewhere (an error later), are left as they are.
+    assert _keep_rendered([(1000, 9990)], [(1000, 9923)]) == [(1000, 9990)]
+    assert _keep_rendered([(1000, 5000), (6000, 9990)], [(1000, 9923)]) == [(1000, 5000), (6000, 9990)]
+    assert _keep_rendered([(1000, 9000)], []) == [(1000, 9000)]

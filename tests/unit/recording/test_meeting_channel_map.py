@@ -33,3 +33,18 @@ def test_plain_stereo_and_mono_are_unchanged(tmp_path: Path) -> None:
     assert mono["channels"] == "mono" and "agent_participant_id" not in mono
     with pytest.raises(ValidationError):
         AudioConfig.model_validate({"channel_map": {"right": "agent"}})  # the agent must be named
+
+
+def test_video_config_fps_and_preset_reach_the_render(tmp_path: Path) -> None:
+    from roomtape.api.routers.realtimekit.recordings import RecordingStart
+
+    body = RecordingStart.model_validate({"meeting_id": "m", "video_config": {"fps": 15, "preset": "ultrafast"}})
+    assert body.video_config is not None
+    settings, _ = derive_compose(video_config=body.video_config.model_dump())
+    options = compose_options({"compose": settings}, tmp_path)
+    assert (options.fps, options.preset) == (15, "ultrafast")
+    defaults = compose_options({"compose": derive_compose(video_config={"codec": "H264"})[0]}, tmp_path)
+    assert (defaults.fps, defaults.preset) == (30, "superfast")  # ComposeOptions.preset (a0e1cec)
+    for bad in ({"fps": 0}, {"fps": 61}, {"preset": "placebo"}):
+        with pytest.raises(ValidationError):
+            RecordingStart.model_validate({"meeting_id": "m", "video_config": bad})

@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import av
@@ -124,3 +125,48 @@ def test_segment_without_frames_leaves_no_entry(tmp_path: Path) -> None:
     assert recorder.close() == []
     recorder.write(video(1, key=True))
     assert [s.index for s in recorder.close()] == [1]
+
+
+def test_max_segment_seconds_splits_audio_at_the_next_frame(tmp_path: Path) -> None:
+    recorder = TrackRecorder(tmp_path, "s", "p", "audio", max_segment_seconds=1.0)
+    for i in range(125):  # 2.5 s of 20 ms packets
+        assert recorder.write(audio(i))
+    segments = recorder.close()
+    assert [s.frames for s in segments] == [50, 50, 25]  # nothing dropped, each piece 1 s
+    # The pieces abut: each starts where the previous one ended.
+    assert [b.start_epoch_ms - a.end_epoch_ms for a, b in itertools.pairwise(segments)] == [0, 0]
+    assert sum(s.frames for s in segments) == 125
+
+
+def test_max_segment_seconds_splits_video_at_a_keyframe_it_asks_for(tmp_path: Path) -> None:
+    requests: list[int] = []
+    recorder = TrackRecorder(
+        tmp_path, "s", "p", "video", max_segment_seconds=1.0, on_keyframe_needed=lambda: requests.append(1)
+    )
+    keyframes = {0, 40, 75}  # the publisher answers the request made at frame 30 with a keyframe at 40
+    for i in range(90):
+        assert recorder.write(video(i, key=i in keyframes))
+    segments = recorder.close()
+    assert [s.frames for s in segments] == [40, 35, 15]  # split at the keyframes, after 1 s
+    assert [s.keyframes for s in segments] == [1, 1, 1]
+    assert len(requests) == 2  # asked once per split (frames 30 and 70), not once per frame
+    for segment in segments:
+        with av.open(str(recorder.directory / segment.file)) as container:
+            assert sum(1 for p in container.demux(video=0) if p.size) == segment.frames
+
+
+def test_a_rotated_segment_is_timed_from_the_previous_one_by_rtp(tmp_path: Path) -> None:
+    recorder = TrackRecorder(tmp_path, "s", "p", "audio", max_segment_seconds=1.0)
+    for i in range(60):
+        recorder.write(audio(i))
+    recorder.set_clock_mapping(T0 + 5.0, 0)  # a sender report 5 s off arrival: it must not move the next piece
+    for i in range(60, 80):
+        recorder.write(audio(i, t0=T0 + 0.3))  # late arrivals (a stall) do not either
+    first, second = recorder.close()
+    assert second.start_epoch_ms == first.start_epoch_ms + 50 * 20  # 50 packets of 20 ms after the first's start
+    assert second.end_epoch_ms - second.start_epoch_ms == 30 * 20
+    assert second.timing_source == first.timing_source == "arrival"
+    recorder.on_unmute()  # a real break: timed afresh, from the sender report
+    for i in range(200, 210):
+        recorder.write(audio(i))
+    assert recorder.close()[-1].timing_source == "rtcp_sr"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import srt
@@ -54,6 +55,22 @@ def test_srt_prefixes_the_speaker() -> None:
     subs = list(srt.parse(to_srt([item(1, "hello", 0.5, 1.25), item(2, "hey", 2, 3, role="assistant")])))
     assert [s.content for s in subs] == ["User: hello", "Agent: hey"]
     assert subs[0].start.total_seconds() == 0.5 and subs[0].end.total_seconds() == 1.25
+
+
+def test_vtt_and_srt_name_the_speaker_like_the_json_export() -> None:
+    alice = dataclasses.replace(item(1, "good morning", 1.0, 2.0), participant_id="p1", speaker_id="Alice <Ops>")
+    bob = dataclasses.replace(item(2, "see you", 3.0, 4.0), participant_id="p2", speaker_id="Bob\nSmith")
+    agent = item(3, "hello", 5.0, 6.0, role="assistant")  # names no speaker: its role's voice
+    items = [alice, bob, agent]
+    captions = webvtt.from_string(to_webvtt(items))
+    assert [c.voice for c in captions] == ["Alice &lt;Ops&gt;", "Bob Smith", "Agent"]
+    assert [c.text for c in captions] == ["good morning", "see you", "hello"]
+    subs = list(srt.parse(to_srt(items)))
+    assert [s.content for s in subs] == ["Alice <Ops>: good morning", "Bob Smith: see you", "Agent: hello"]
+    rich = to_json(items, session_id="s1", origin_epoch=T0)["items"]
+    assert [i["speaker_id"] for i in rich] == ["Alice <Ops>", "Bob\nSmith", None]
+    rows = list(csv.reader(io.StringIO(to_csv(items, T0))))
+    assert [r[4] for r in rows[1:]] == ["Alice <Ops>", "Bob Smith", "Agent"]
 
 
 def test_untimed_item_sits_at_its_creation_and_lasts_while_read() -> None:

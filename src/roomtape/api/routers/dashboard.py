@@ -15,8 +15,8 @@ Everything the pages list and every action they take goes through the public API
   cannot send it).
 
 What the API does not return (the track files of a composite recording and their timing manifests,
-participant names and counts beside the lists) is read from the database and storage directly; those reads
-are scoped to the signed-in app.
+participant names and counts beside the lists) is read from storage and through ``roomtape.db.dashboard``;
+those reads are scoped to the signed-in app.
 """
 
 from __future__ import annotations
@@ -35,25 +35,26 @@ import httpx
 import jinja2
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import func, select
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.context import ServerContext, get_context
 from roomtape.api.errors import error_response
 from roomtape.db.chat import list_session_chat
-from roomtape.db.models import (
-    ApiToken,
-    App,
-    Meeting,
-    Participant,
-    Recording,
-    Session,
-    SessionSummary,
-    TrackFile,
+from roomtape.db.dashboard import (
+    live_transcript,
+    meeting_activity,
+    participant_names,
+    recording_participants,
+    session_recording_totals,
+    session_recordings,
+    token_apps,
 )
+from roomtape.db.lookup import app_session
+from roomtape.db.models import Meeting, Recording, SessionSummary, TrackFile
+from roomtape.db.recordings import track_files
 from roomtape.db.signin_links import SIGNIN_LINK_PATH, SigninLinkRefused, redeem_signin_link
-from roomtape.domain.tokens import derive_key, hash_api_token, looks_like_jwt
+from roomtape.domain.tokens import derive_key, looks_like_jwt
 from roomtape.errors import RoomtapeError
 from roomtape.jobs.upload import choice_for, local_dir
 from roomtape.recording.manifest import MANIFEST_NAME, TrackManifest
@@ -141,18 +142,14 @@ async def _resolve(db: AsyncSession, token: str, app_id: str | None) -> Dashboar
     """The user of an API token, showing ``app_id`` (or the account's first app); None if not valid."""
     if not token or looks_like_jwt(token):
         return None
-    account_id = await db.scalar(select(ApiToken.account_id).where(ApiToken.token_hash == hash_api_token(token)))
-    if account_id is None:
+    found = await token_apps(db, token)
+    if found is None or not found.apps:
         return None
-    apps = (
-        await db.execute(select(App.id, App.name).where(App.account_id == account_id).order_by(App.created_at, App.id))
-    ).all()
-    if not apps:
-        return None
+    apps = found.apps
     chosen = next((a for a in apps if a[0] == app_id), None) if app_id else apps[0]
     if chosen is None:
         return None
-    return DashboardUser(token, account_id, chosen[0], chosen[1], tuple((a[0], a[1]) for a in apps))
+    return DashboardUser(token, found.account_id, chosen[0], chosen[1], tuple(apps))
 
 
 async def current_user(request: Request) -> DashboardUser | None:
@@ -434,15 +431,6 @@ def _list_page(
     )
 
 
-async def _participant_names(db: AsyncSession, ids: set[str]) -> dict[str, str]:
-    if not ids:
-        return {}
-    rows = await db.execute(
-        select(Participant.id, Participant.name, Participant.custom_participant_id).where(Participant.id.in_(ids))
-    )
-    return {pid: (name or custom or pid) for pid, name, custom in rows.all()}
-
-
 @router.get("/recordings")
 async def recordings_page(
     request: Request,
@@ -468,14 +456,8 @@ async def recordings_page(
     people: dict[str, list[str]] = {i: [] for i in ids}
     async with get_context(request).sessions() as db:
         if ids:
-            pairs = (
-                await db.execute(
-                    select(TrackFile.recording_id, TrackFile.participant_id)
-                    .where(TrackFile.recording_id.in_(ids))
-                    .distinct()
-                )
-            ).all()
-            names = await _participant_names(db, {p for _, p in pairs})
+            pairs = await recording_participants(db, ids)
+            names = await participant_names(db, {p for _, p in pairs})
             for rid, pid in pairs:
                 people[rid].append(names.get(pid, pid))
     for row in rows:
@@ -552,60 +534,19 @@ async def _meetings_list(
     rows: list[dict[str, Any]] = answer.body.get("data", []) if answer.error is None else []
     ids = [r["id"] for r in rows]
     async with get_context(request).sessions() as db:
-        participants = dict(
-            (
-                await db.execute(
-                    select(Participant.meeting_id, func.count())
-                    .where(Participant.meeting_id.in_(ids))
-                    .group_by(Participant.meeting_id)
-                )
-            ).all()
-        )
-        live: dict[str, str] = {}
-        met: dict[str, float] = {}
-        now = datetime.now(UTC)
-        spans = await db.execute(
-            select(Session.meeting_id, Session.id, Session.status, Session.started_at, Session.ended_at).where(
-                Session.meeting_id.in_(ids)
-            )
-        )
-        for mid, sid, sstatus, started, ended in spans.all():
-            if sstatus == "LIVE":
-                live[mid] = sid
-            met[mid] = met.get(mid, 0.0) + ((ended or now) - started).total_seconds()
-        recs = {
-            mid: (n, size)
-            for mid, n, size in (
-                await db.execute(
-                    select(Recording.meeting_id, func.count(), func.sum(Recording.file_size))
-                    .where(Recording.meeting_id.in_(ids))
-                    .group_by(Recording.meeting_id)
-                )
-            ).all()
-        }
-        active = dict(
-            (
-                await db.execute(
-                    select(Recording.meeting_id, Recording.id).where(
-                        Recording.meeting_id.in_(ids),
-                        Recording.kind == "composite",
-                        Recording.status.in_(ACTIVE_STATUSES),
-                    )
-                )
-            ).all()
-        )
+        activity = await meeting_activity(db, ids, now=datetime.now(UTC), active_statuses=ACTIVE_STATUSES)
     for row in rows:
-        row["participants"] = int(participants.get(row["id"], 0))
-        row["live_session"] = live.get(row["id"])
-        row["duration"] = met.get(row["id"])
-        row["recordings"], row["size"] = recs.get(row["id"], (0, None))
-        row["active_recording"] = active.get(row["id"])
+        row["participants"] = activity.participants.get(row["id"], 0)
+        row["live_session"] = activity.live_session.get(row["id"])
+        row["duration"] = activity.duration.get(row["id"])
+        row["recordings"], row["size"] = activity.recordings.get(row["id"], (0, None))
+        row["active_recording"] = activity.active_recording.get(row["id"])
     return _list_page("meetings.html", request, user, answer, rows, page, filters, status_code=status_code, **values)
 
 
 @router.get("/meetings/{meeting_id}")
 async def meeting_page(request: Request, meeting_id: str) -> Response:
-    """One meeting: join links, who is in it now, starting a recording, and its recordings.
+    """One meeting: join links, who is in it now, its live stream (played here), recording, its recordings.
 
     Pause, resume and stop are on the recording's page, which also plays it back.
     """
@@ -623,6 +564,7 @@ async def meeting_page(request: Request, meeting_id: str) -> Response:
             request, user, "GET", user.kit("/recordings"), [("meeting_id", meeting_id), ("per_page", str(PER_PAGE))]
         )
         live = await _api(request, user, "GET", user.kit(f"/meetings/{mid}/active-session"))
+        stream = await _api(request, user, "GET", user.kit(f"/meetings/{mid}/active-livestream"))
     except _SignedOut:
         return _sign_in_redirect(request)
     recordings: list[dict[str, Any]] = recs.body.get("data", []) if recs.error is None else []
@@ -637,6 +579,7 @@ async def meeting_page(request: Request, meeting_id: str) -> Response:
         recordings=recordings,
         active=active,
         live=live.body.get("data") if live.error is None else None,
+        livestream=stream.body.get("data") if stream.error is None else None,
         join_base=f"{get_context(request).settings.resolved_public_url}/join/{mid}",
         error=people.error or recs.error,
         final=view.FINAL_STATUSES,
@@ -666,16 +609,7 @@ async def sessions_page(
     rows: list[dict[str, Any]] = (answer.body.get("data") or {}).get("sessions", []) if answer.error is None else []
     ids = [r["id"] for r in rows]
     async with get_context(request).sessions() as db:
-        recs = {
-            sid: (n, size)
-            for sid, n, size in (
-                await db.execute(
-                    select(Recording.session_id, func.count(), func.sum(Recording.file_size))
-                    .where(Recording.session_id.in_(ids))
-                    .group_by(Recording.session_id)
-                )
-            ).all()
-        }
+        recs = await session_recording_totals(db, ids)
     now = datetime.now(UTC)
     for row in rows:
         started = datetime.fromisoformat(row["started_at"].replace("Z", "+00:00"))
@@ -712,11 +646,7 @@ async def session_page(request: Request, session_id: str) -> Response:
     data: dict[str, Any] = answer.body["data"]
     async with get_context(request).sessions() as db:
         meeting = await db.get(Meeting, data["associated_id"])
-        recordings = list(
-            await db.scalars(
-                select(Recording).where(Recording.session_id == data["id"]).order_by(Recording.invoked_time)
-            )
-        )
+        recordings = await session_recordings(db, data["id"])
         chat = await list_session_chat(db, data["id"])
         summary = await db.get(SessionSummary, data["id"])
         db.expunge_all()
@@ -730,6 +660,25 @@ async def session_page(request: Request, session_id: str) -> Response:
         chat=chat,
         summary=summary,
     )
+
+
+@router.get("/sessions/{session_id}/transcript.json")
+async def session_transcript_json(request: Request, session_id: str) -> Response:
+    """The session's transcript so far, for the session page's live view (polled while the session is LIVE).
+
+    Compact items (``id``, ``speaker`` name, ``start``/``end`` on the session clock, ``text``) in speaking
+    order, the live transcription's progress (``transcription``, None if not transcribed live) and the
+    session's ``status``, which tells the page when to stop polling. Only the signed-in app's sessions.
+    """
+    user = await current_user(request)
+    if user is None:
+        return error_response(401, "not signed in to the dashboard")
+    async with get_context(request).sessions() as db:
+        session = await app_session(db, user.app_id, session_id)
+        if session is None:
+            return error_response(404, "session not found")
+        body = await live_transcript(db, session)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 # --- one recording -----------------------------------------------------------------------------------------
@@ -831,14 +780,8 @@ async def recording_page(request: Request, recording_id: str) -> Response:
         if rec is None or rec.app_id != user.app_id:
             return _page("error.html", request, user, status_code=404, message="recording not found")
         meeting = await db.get(Meeting, rec.meeting_id)
-        tracks = list(
-            await db.scalars(
-                select(TrackFile)
-                .where(TrackFile.recording_id == rec.id)
-                .order_by(TrackFile.participant_id, TrackFile.kind, TrackFile.index)
-            )
-        )
-        names = await _participant_names(db, {t.participant_id for t in tracks})
+        tracks = await track_files(db, rec.id)
+        names = await participant_names(db, {t.participant_id for t in tracks})
         db.expunge_all()
     dirs = sorted({str(PurePosixPath(t.path).parent) for t in tracks})
     origin = (rec.started_time or rec.invoked_time).timestamp()

@@ -24,13 +24,14 @@ from typing import Annotated, Any, Literal
 import jwt
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import app_of, bearer_token, get_caller
 from roomtape.api.context import ServerContext, get_context, get_db
 from roomtape.api.routers.realtimekit.convert import iso
+from roomtape.db.lookup import app_meeting, app_session, meeting_titled, visible_recording, visible_session
 from roomtape.db.models import App, Meeting, Recording, Session, SessionSummary
+from roomtape.db.transcript_segments import session_progress
 from roomtape.domain.tokens import looks_like_jwt
 from roomtape.errors import Forbidden, InvalidInput, NotFound, RoomtapeError, Unauthenticated
 from roomtape.jobs.summarize import request_summary
@@ -102,7 +103,7 @@ async def get_session_transcript(
     db: AsyncSession = Depends(get_db),
 ) -> TranscriptLinkResponse:
     """A signed, expiring URL of the session's transcript; 404 when the session has none yet."""
-    session = await db.scalar(select(Session).where(Session.id == session_id, Session.app_id == app.id))
+    session = await app_session(db, app.id, session_id)
     if session is None:
         raise NotFound("session not found")
     if not await count_session(db, session.id):
@@ -135,10 +136,19 @@ async def _authorize(
 
 
 def _render(
-    fmt: Format, items: list[TranscriptItem], *, session_id: str, origin: float, recording_id: str | None
+    fmt: Format,
+    items: list[TranscriptItem],
+    *,
+    session_id: str,
+    origin: float,
+    recording_id: str | None,
+    transcription: dict[str, Any] | None = None,
 ) -> Response:
     if fmt == "json":
-        body = json.dumps(export.to_json(items, session_id=session_id, origin_epoch=origin, recording_id=recording_id))
+        rich = export.to_json(
+            items, session_id=session_id, origin_epoch=origin, recording_id=recording_id, transcription=transcription
+        )
+        body = json.dumps(rich)
     elif fmt == "livekit":
         body = json.dumps(export.to_livekit(items))
     elif fmt == "vtt":
@@ -151,10 +161,7 @@ def _render(
 
 
 async def _session_for(db: AsyncSession, session_id: str, account_id: str | None) -> Session:
-    query = select(Session).where(Session.id == session_id)
-    if account_id is not None:
-        query = query.join(App, App.id == Session.app_id).where(App.account_id == account_id)
-    session = await db.scalar(query)
+    session = await visible_session(db, session_id, account_id)
     if session is None:
         raise NotFound("session not found")
     return session
@@ -179,7 +186,9 @@ async def export_session_transcript(
     account_id = await _authorize(request, db, "sessions", session_id, format, exp, sig)
     session = await _session_for(db, session_id, account_id)
     items = await list_session(db, session.id, include_interim=include_interim and format in ("json", "livekit"))
-    return _render(format, items, session_id=session.id, origin=session.started_at.timestamp(), recording_id=None)
+    progress = await session_progress(db, session.id) if format == "json" else None  # live transcription
+    origin = session.started_at.timestamp()
+    return _render(format, items, session_id=session.id, origin=origin, recording_id=None, transcription=progress)
 
 
 @router.get(
@@ -198,10 +207,7 @@ async def export_recording_transcript(
 ) -> Response:
     """What was said while the recording ran, times on the recording's clock (0 = its first frame)."""
     account_id = await _authorize(request, db, "recordings", recording_id, format, exp, sig)
-    query = select(Recording).where(Recording.id == recording_id)
-    if account_id is not None:
-        query = query.join(App, App.id == Recording.app_id).where(App.account_id == account_id)
-    recording = await db.scalar(query)
+    recording = await visible_recording(db, recording_id, account_id)
     if recording is None:
         raise NotFound("recording not found")
     session = await db.get(Session, recording.session_id) if recording.session_id else None
@@ -378,13 +384,11 @@ async def _meeting_for_room(db: AsyncSession, app: App, header: livekit.Recordin
     summary_room = header.session_summary.get("room")
     name = header.room_name or (summary_room if isinstance(summary_room, str) else "") or header.room_id
     if name:
-        meeting = await db.scalar(select(Meeting).where(Meeting.id == name, Meeting.app_id == app.id))
+        meeting = await app_meeting(db, app.id, name)
         if meeting is not None:
             return meeting
     title = f"LiveKit room {name}" if name else "LiveKit room"
-    meeting = await db.scalar(
-        select(Meeting).where(Meeting.app_id == app.id, Meeting.title == title).order_by(Meeting.created_at).limit(1)
-    )
+    meeting = await meeting_titled(db, app.id, title)
     if meeting is None:
         meeting = Meeting(app_id=app.id, title=title, status="INACTIVE")
         db.add(meeting)

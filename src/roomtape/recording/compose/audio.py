@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from roomtape.recording.compose.timeline import Segment, Timeline
+from roomtape.recording.compose.video import PROBE_OPTIONS, Opener, open_path
 
 __all__ = ["MIX_RATE", "AudioSource", "Limiter", "Samples", "SpeakerDetector", "level_db"]
 
@@ -20,6 +21,7 @@ MIX_RATE: Final = 48000
 """Sample rate of the mix (Opus's own rate: no resampling on the way in)."""
 
 _SILENCE_DB: Final = -60.0
+_CONTINUOUS_MS: Final = 30  # a segment starting this close to the previous one's end continues its stream
 
 
 def level_db(samples: Samples | None) -> float:
@@ -35,7 +37,9 @@ class AudioSource:
 
     Segments are opened one at a time, in order, only when a read reaches them; segments that end
     before a read are never decoded (paused spans cost nothing). Each decoded frame is placed at
-    the segment's wall-clock start plus its pts, so gaps inside a segment stay silent.
+    the segment's wall-clock start plus its pts, so gaps inside a segment stay silent. A segment that starts
+    where the previous one ended (a track split by ``segment_max_seconds``) is decoded by the same decoder: a
+    fresh Opus decoder fades in over its first packets, which would dent the sound at every split.
 
     Reads must move forward (non-decreasing start); memory is a few frames.
 
@@ -43,16 +47,30 @@ class AudioSource:
         segments: The track's segments, sorted by start.
         timeline: The output timeline (for the mix clock).
         channels: 1 (downmixed) or 2 (stereo; mono sources are duplicated).
+        opener: What to decode a segment from (`open_path` for closed files).
+        kind: Which of the participant's tracks it is.
     """
 
-    def __init__(self, segments: Sequence[Segment], timeline: Timeline, channels: int) -> None:
+    def __init__(
+        self,
+        segments: Sequence[Segment],
+        timeline: Timeline,
+        channels: int,
+        opener: Opener = open_path,
+        *,
+        kind: str = "audio",
+    ) -> None:
+        self.kind = kind
         self._segments = list(segments)
+        self._opener = opener
         self._next_segment = 0
         self._timeline = timeline
         self._channels = channels
         self._decoder: Iterator[tuple[int, Samples]] | None = None
         self._buffer: list[tuple[int, Samples]] = []
         self._decoded_until = -(1 << 62)
+        self._codec: av.AudioCodecContext | None = None  # the last segment's decoder, kept for a continuation
+        self._codec_end_ms = 0
 
     def read(self, start: int, count: int) -> Samples | None:
         """Samples for a range of the mix clock.
@@ -76,6 +94,14 @@ class AudioSource:
                 out = np.zeros((self._channels, count), np.float32)
             out[:, lo - start : hi - start] = arr[:, lo - pos : hi - pos]
         return out
+
+    def update(self, segments: Sequence[Segment]) -> None:
+        """Take the track's segments as they are now (live rendering: more of them, and ends of closed ones).
+
+        Args:
+            segments: The track's segments, sorted by start; those given before keep their positions.
+        """
+        self._segments = list(segments)
 
     def close(self) -> None:
         """Release the open segment, if any."""
@@ -119,12 +145,23 @@ class AudioSource:
     def _decode(self, segment: Segment) -> Iterator[tuple[int, Samples]]:
         origin = self._timeline.wall_sample(segment.start_ms)
         try:
-            with av.open(str(segment.path)) as container:
+            with av.open(self._opener(segment), "r", options=PROBE_OPTIONS) as container:
                 stream = container.streams.audio[0]
+                codec = self._codec
+                if (
+                    codec is None
+                    or codec.name != stream.codec_context.name
+                    or abs(segment.start_ms - self._codec_end_ms) > _CONTINUOUS_MS
+                ):
+                    codec = stream.codec_context
+                self._codec, self._codec_end_ms = codec, segment.end_ms
                 resampler: av.AudioResampler | None = None
                 time_base: Fraction | None = None
                 num, den = 0, 1
-                for frame in container.decode(stream):
+                # Packets go to the decoder without the end-of-file flush: Opus holds nothing back, and a
+                # continuation goes on with its state.
+                frames = (f for packet in container.demux(stream) if packet.size for f in codec.decode(packet))
+                for frame in frames:
                     if frame.pts is None:
                         continue
                     if frame.time_base != time_base:

@@ -1,22 +1,32 @@
 import json
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Literal, Protocol
 
 import av
 import numpy as np
 from av.audio.frame import AudioFrame
 from av.audio.stream import AudioStream
+from av.codec.context import Flags
 from av.container import OutputContainer
+from av.packet import Packet
+from av.stream import Stream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from roomtape.errors import InvalidInput
 from roomtape.recording.compose.audio import MIX_RATE, Samples
-from roomtape.recording.compose.options import AudioFormat, OutputFormat, StreamInfo, VideoCodec
+from roomtape.recording.compose.options import (
+    AudioFormat,
+    OutputFormat,
+    StreamInfo,
+    VideoCodec,
+    default_video_bitrate,
+)
 
-__all__ = ["CHANNEL_MAP_TAG", "AudioSpec", "OutputFile", "VideoSpec", "channel_layout"]
+__all__ = ["CHANNEL_MAP_TAG", "AudioSpec", "OutputFile", "PacketSink", "StreamPacket", "VideoSpec", "channel_layout"]
 
 CHANNEL_MAP_TAG: Final = "roomtape_channel_map"
 """Metadata key holding the JSON channel map (a list, per channel, of participant ids)."""
@@ -40,6 +50,65 @@ _AUDIO_CODEC: Final[dict[str, str]] = {
     "mp3": "libmp3lame",
 }
 _VIDEO_CODEC: Final[dict[str, str]] = {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+@dataclass(slots=True)
+class StreamPacket:
+    """One encoded packet, copied before the render's own container consumed it (for `PacketSink`)."""
+
+    kind: Literal["video", "audio"]
+    data: bytes
+    pts: int | None
+    dts: int | None
+    time_base: Fraction
+    keyframe: bool
+    duration: int
+
+    @classmethod
+    def copy(cls, kind: Literal["video", "audio"], packet: "Packet[Any]") -> "StreamPacket":
+        """Copy ``packet`` (muxing it moves its data out, so copy first)."""
+        tb = packet.time_base
+        assert tb is not None
+        return cls(kind, bytes(packet), packet.pts, packet.dts, tb, packet.is_keyframe, packet.duration or 0)
+
+    def packet(self, stream: Stream, offset_seconds: Fraction = Fraction(0)) -> "Packet[Any]":
+        """A new packet for ``stream``, its timestamps moved ``offset_seconds`` earlier."""
+        shift = round(offset_seconds / self.time_base) if offset_seconds else 0
+        out = Packet(self.data)
+        out.time_base = self.time_base
+        out.pts = None if self.pts is None else self.pts - shift
+        out.dts = None if self.dts is None else self.dts - shift
+        out.is_keyframe = self.keyframe
+        if self.duration:
+            out.duration = self.duration
+        out.stream = stream
+        return out
+
+    def seconds(self) -> Fraction:
+        """Its decode time in seconds."""
+        ts = self.dts if self.dts is not None else self.pts
+        return Fraction(ts or 0) * self.time_base
+
+
+class PacketSink(Protocol):
+    """Where a live render's encoded packets also go (`roomtape.livestream.outputs.StreamOutputs`).
+
+    `OutputFile` calls `open` with its encoder streams once their parameters (extradata) are final, then
+    `send` with a copy of every packet, before muxing the original into its own container.
+    """
+
+    @property
+    def opened(self) -> bool:
+        """Whether `open` ran."""
+        ...
+
+    def open(self, video: Stream | None, audio: Stream) -> None:
+        """Create the outputs from the encoder streams."""
+        ...
+
+    def send(self, item: StreamPacket) -> None:
+        """One packet."""
+        ...
 
 
 def channel_layout(channels: int) -> str:
@@ -77,7 +146,7 @@ class VideoSpec:
     crf: int
     """H.264 constant quality."""
     bitrate: int
-    """VP8/VP9 target bit rate (0: from the picture size)."""
+    """VP8/VP9 target bit rate, H.264's cap (0: `default_video_bitrate`)."""
     preset: str
     """x264 preset."""
     threads: int
@@ -98,31 +167,41 @@ class OutputFile:
     """One output container with its encoders: an optional video stream and one audio stream.
 
     Args:
-        path: Where to write (the caller renames it into place).
+        path: Where to write (the caller renames it into place); None writes no file (FFmpeg's null muxer:
+            a livestream without a recording, whose packets only go to ``sink``).
         fmt: Output format.
         name_hint: The final file name (picks ADTS or m4a for ``aac``).
         audio: The audio stream.
         video: The video stream, if any.
+        sink: Also gets every encoded packet (the live stream outputs); needs H.264/AAC (``mp4``).
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         fmt: OutputFormat | AudioFormat,
         name_hint: Path,
         audio: AudioSpec,
         video: VideoSpec | None = None,
+        *,
+        sink: PacketSink | None = None,
     ) -> None:
         channels = len(audio.channel_map)
         sample_rate = audio.sample_rate
         container_format, options = _container_format(fmt, name_hint)
+        if sink is not None and fmt != "mp4":
+            raise InvalidInput(f"a live stream carries H.264/AAC, not {fmt}")
+        if path is None:
+            container_format, options = "null", {}
         audio_codec = _AUDIO_CODEC[fmt]
         if audio_codec == "libmp3lame" and channels > 2:
             raise InvalidInput("mp3 holds at most 2 channels")
         if audio_codec == "libopus":
             sample_rate = 48000
         self.path = path
-        self._container: OutputContainer = av.open(str(path), "w", format=container_format, container_options=options)
+        self._sink = sink
+        target = str(path) if path is not None else os.devnull
+        self._container: OutputContainer = av.open(target, "w", format=container_format, container_options=options)
         self._video: VideoStream | None = None
         self._video_frames = 0
         try:
@@ -139,14 +218,20 @@ class OutputFile:
                 # machine (2 cores shared with other jobs) 2 threads ran 20-40x slower than 1.
                 ctx.thread_count = video.threads or (0 if codec == "h264" else 1)
                 ctx.gop_size = round(fps * 2)
+                rate = video.bitrate or default_video_bitrate(width, height, float(fps))
                 if codec == "h264":
-                    ctx.options = {"preset": video.preset, "crf": str(video.crf)}
+                    # Capped CRF: constant quality, but never above the rate (buffer: 2 s of it).
+                    cap = {"maxrate": str(rate), "bufsize": str(2 * rate)}
+                    ctx.options = {"preset": video.preset, "crf": str(video.crf), **cap}
                 else:
-                    rate = video.bitrate or max(300_000, width * height * 3)
                     ctx.bit_rate = rate
                     ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
                     if codec == "vp9":
                         ctx.options = {**ctx.options, "row-mt": "1", "tile-columns": "1"}
+                if sink is not None:  # FLV and HLS need SPS/PPS as extradata (the null muxer does not ask)
+                    ctx.flags |= Flags.global_header
+                    if codec == "h264":  # a keyframe every 2 s exactly: no scene-cut one restarting the interval
+                        ctx.options = {**ctx.options, "sc_threshold": "0"}
                 self._video = stream
             astream = self._container.add_stream(audio_codec, rate=sample_rate, layout=channel_layout(channels))
             assert isinstance(astream, AudioStream)
@@ -157,6 +242,8 @@ class OutputFile:
                 # FFmpeg's default AAC coder ("twoloop") took twice the CPU of "fast" here, and the AAC encoder
                 # was most of an audio-only composite's CPU time; at 128 kbit/s "fast" is enough for a meeting.
                 astream.codec_context.options = {"aac_coder": "fast"}
+            if sink is not None:
+                astream.codec_context.flags |= Flags.global_header
             astream.metadata[CHANNEL_MAP_TAG] = tag
             self._audio = astream
         except BaseException:
@@ -172,7 +259,7 @@ class OutputFile:
         frame.pts = self._video_frames
         frame.time_base = self._video.codec_context.time_base
         self._video_frames += 1
-        self._container.mux(self._video.encode(frame))
+        self._mux("video", self._video.encode(frame))
 
     def write_audio(self, samples: Samples) -> None:
         """Encode the next block of 48 kHz planar float samples, shape (channels, n)."""
@@ -184,7 +271,19 @@ class OutputFile:
         frame.pts = self._samples
         frame.time_base = Fraction(1, MIX_RATE)
         self._samples += n
-        self._container.mux(self._audio.encode(frame))
+        self._mux("audio", self._audio.encode(frame))
+
+    def _mux(self, kind: Literal["video", "audio"], packets: "list[Packet[Any]]") -> None:
+        sink = self._sink
+        if sink is None:
+            self._container.mux(packets)
+            return
+        for packet in packets:
+            copy = StreamPacket.copy(kind, packet)  # muxing moves the packet's data out
+            self._container.mux(packet)
+            if not sink.opened:  # the first mux opened every encoder: their extradata is known now
+                sink.open(self._video, self._audio)
+            sink.send(copy)
 
     def close(self) -> list[StreamInfo]:
         """Flush the encoders and write the trailer.
@@ -195,7 +294,7 @@ class OutputFile:
         infos: list[StreamInfo] = []
         try:
             if self._video is not None:
-                self._container.mux(self._video.encode(None))
+                self._mux("video", self._video.encode(None))
                 ctx = self._video.codec_context
                 infos.append(
                     StreamInfo(
@@ -210,7 +309,7 @@ class OutputFile:
                         frames=self._video_frames,
                     )
                 )
-            self._container.mux(self._audio.encode(None))
+            self._mux("audio", self._audio.encode(None))
             actx = self._audio.codec_context
             infos.append(
                 StreamInfo(

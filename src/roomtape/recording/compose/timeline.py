@@ -6,11 +6,14 @@ from pathlib import Path
 from roomtape.errors import InvalidInput
 from roomtape.recording.manifest import MANIFEST_NAME, TrackKind, load
 
-__all__ = ["Participant", "Segment", "Timeline", "discover"]
+__all__ = ["OPEN_END_MS", "Participant", "Segment", "Timeline", "discover", "recorded_spans"]
 
 log = logging.getLogger(__name__)
 
 _KINDS: tuple[TrackKind, ...] = ("audio", "video", "screen_audio", "screen_video")
+
+OPEN_END_MS = 1 << 52
+"""``end_ms`` of a segment the recorder still writes (live rendering): it lasts until its manifest says otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,9 @@ class Segment:
     """Wall-clock time of the end of its last frame."""
     gaps: tuple[tuple[int, int], ...] = ()
     """Spans without media inside it, as wall-clock (start_ms, end_ms)."""
+    complete: bool = True
+    """False while the recorder still writes it (only from ``discover(..., live=True)``); its ``end_ms`` is
+    then `OPEN_END_MS` and its file grows."""
 
 
 @dataclass(slots=True)
@@ -63,7 +69,7 @@ class Participant:
         return merged
 
 
-def discover(base_dir: Path, session_ids: Sequence[str] = ()) -> list[Participant]:
+def discover(base_dir: Path, session_ids: Sequence[str] = (), *, live: bool = False) -> list[Participant]:
     """Find every participant track under a recording's base directory.
 
     Reads the manifests at ``{base_dir}/{session_id}/{participant_id}/{kind}/manifest.json``. A
@@ -73,6 +79,9 @@ def discover(base_dir: Path, session_ids: Sequence[str] = ()) -> list[Participan
     Args:
         base_dir: The recording's root directory.
         session_ids: Sessions to include; empty means all.
+        live: The recorder is still writing: a segment its manifest calls ``recording`` is open-ended
+            (``complete=False``, ``end_ms=OPEN_END_MS``). Otherwise such a segment (a crash left it) ends where
+            its manifest says.
 
     Returns:
         Participants in order of first appearance (ties by id).
@@ -88,16 +97,45 @@ def discover(base_dir: Path, session_ids: Sequence[str] = ()) -> list[Participan
         for entry in manifest.segments:
             path = directory / entry.file
             if not path.exists():
-                log.warning("%s: segment file missing, skipped", path)
+                if not live:
+                    log.warning("%s: segment file missing, skipped", path)
                 continue
             gaps = tuple(
                 (entry.start_epoch_ms + g.offset_ms, entry.start_epoch_ms + g.offset_ms + g.duration_ms)
                 for g in entry.gaps
             )
-            segments.append(Segment(path, manifest.kind, entry.start_epoch_ms, entry.end_epoch_ms, gaps))
+            open_ended = live and entry.status == "recording"
+            end_ms = OPEN_END_MS if open_ended else entry.end_epoch_ms
+            segments.append(Segment(path, manifest.kind, entry.start_epoch_ms, end_ms, gaps, complete=not open_ended))
         segments.sort(key=lambda s: s.start_ms)
     found = [p for p in by_id.values() if any(p.segments.values())]
     return sorted(found, key=lambda p: (p.first_ms, p.participant_id))
+
+
+def recorded_spans(start_ms: int, pauses: Sequence[Sequence[int | None]], end_ms: int) -> list[tuple[int, int]]:
+    """The recorded (start, end) epoch-ms spans from ``start_ms`` to ``end_ms`` minus the pauses.
+
+    Args:
+        start_ms: When the recording started (its first frame).
+        pauses: ``[pause_start_ms, resume_ms | None]`` in order; an open pause runs to ``end_ms``.
+        end_ms: When it stopped (or, while it runs, how far to look).
+
+    Returns:
+        Non-empty spans in order (none if ``end_ms <= start_ms``).
+    """
+    spans: list[tuple[int, int]] = []
+    cursor = start_ms
+    for pause in pauses:
+        p0 = max(int(pause[0] or 0), cursor)
+        p1 = int(pause[1]) if pause[1] is not None else end_ms
+        if p0 >= end_ms:
+            break
+        if p0 > cursor:
+            spans.append((cursor, p0))
+        cursor = max(cursor, min(p1, end_ms))
+    if end_ms > cursor:
+        spans.append((cursor, end_ms))
+    return spans
 
 
 class Timeline:
@@ -115,6 +153,11 @@ class Timeline:
     """
 
     def __init__(self, spans: Sequence[tuple[int, int]], rate: int = 48000) -> None:
+        self.rate = rate
+        self._per_ms = rate // 1000
+        self._set(spans)
+
+    def _set(self, spans: Sequence[tuple[int, int]]) -> None:
         if not spans:
             raise InvalidInput("no recorded span to render")
         previous_end = None
@@ -125,8 +168,6 @@ class Timeline:
                 raise InvalidInput("spans overlap or are out of order")
             previous_end = end
         self.spans = [(int(s), int(e)) for s, e in spans]
-        self.rate = rate
-        self._per_ms = rate // 1000
         self.origin_ms = self.spans[0][0]
         # (output start sample, wall start sample, length in samples) per span
         self._pieces: list[tuple[int, int, int]] = []
@@ -136,6 +177,31 @@ class Timeline:
             self._pieces.append((out, (start - self.origin_ms) * self._per_ms, length))
             out += length
         self.total_samples = out
+
+    def extend(self, spans: Sequence[tuple[int, int]]) -> None:
+        """Grow the timeline as a live recording goes on (the render reads it as it grows).
+
+        What is already on it stays where it is: ``spans`` must be the current spans with the last one
+        possibly longer, and possibly more spans after it.
+
+        Args:
+            spans: The recorded spans so far.
+
+        Raises:
+            ValueError: If ``spans`` would move output time already on the timeline (a pause that
+                starts before the current end).
+        """
+        new = [(int(s), int(e)) for s, e in spans]
+        old = self.spans
+        if (
+            len(new) < len(old)
+            or new[: len(old) - 1] != old[:-1]
+            or new[len(old) - 1][0] != old[-1][0]
+            or new[len(old) - 1][1] < old[-1][1]
+        ):
+            raise ValueError(f"spans {new} do not extend {old}")
+        if new != old:
+            self._set(new)
 
     @property
     def duration_seconds(self) -> float:

@@ -131,7 +131,10 @@
   }
 
   // --- actions ---------------------------------------------------------------------------------------------
+  const afterHooks = {}; // name → function(answer), set by the page's setup
+
   function after(how, answer) {
+    if (how && afterHooks[how]) return afterHooks[how](answer);
     if (!how || how === "refresh") {
       const status = document.getElementById("recording-status");
       if (status && answer && answer.data) applyStatus(status, answer.data);
@@ -369,6 +372,100 @@
   }
 
   // --- a meeting's page: join links, who is in it ----------------------------------------------------------
+  // --- a session's transcript, live -------------------------------------------------------------------------
+  // While the session is LIVE the page asks /dashboard/sessions/{id}/transcript.json every POLL_MS and puts
+  // the items it has not shown yet in place (diffed by id: a late segment with an earlier start, or an item
+  // sent again, lands where it belongs). It follows the newest item unless the reader has scrolled up. It
+  // stops once the session has ended and nothing is still being transcribed.
+  function setupSessionTranscript() {
+    const list = document.getElementById("session-transcript");
+    if (!list) return;
+    const progress = document.getElementById("transcription-progress");
+    const shown = new Map(); // item id -> its <li>
+    let timer = 0;
+    let busy = false;
+
+    function row(it) {
+      const li = el("li", { "data-item": it.id });
+      fill(li, it);
+      return li;
+    }
+
+    function fill(li, it) {
+      const precise = typeof it.start === "number" ? clock(it.start) + (typeof it.end === "number" ? " – " + clock(it.end) : "") : "no time";
+      const time = el("span", { class: "t", title: precise }, typeof it.start === "number" ? short(it.start) : "—");
+      // textContent only (el()): item text is whatever a speaker said or an agent sent, never markup.
+      li.replaceChildren(time, el("span", { class: "who" }, it.speaker || ""), el("span", { class: "text" }, it.text || ""));
+      li.dataset.text = it.text || "";
+    }
+
+    function showProgress(p) {
+      if (!progress) return;
+      progress.hidden = !p;
+      if (!p) return;
+      let text = "Transcription (live): " + p.status + " — " + p.segments_done + " of " + p.segments + " segments done";
+      if (p.segments_failed) text += ", " + p.segments_failed + " failed";
+      if (p.status === "failed" && p.error) text += ": " + p.error;
+      progress.dataset.transcription = p.status;
+      if (progress.textContent !== text) progress.textContent = text;
+    }
+
+    function render(data) {
+      const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 8;
+      const items = data.items || [];
+      list.querySelectorAll("li.loading, li.empty, li.error").forEach((n) => n.remove());
+      let added = 0;
+      let previous = null;
+      for (const it of items) {
+        let li = shown.get(it.id);
+        if (!li) {
+          li = row(it);
+          shown.set(it.id, li);
+          added++;
+        } else if (li.dataset.text !== (it.text || "")) {
+          fill(li, it);
+        }
+        const wanted = previous ? previous.nextSibling : list.firstChild;
+        if (wanted !== li) list.insertBefore(li, wanted);
+        previous = li;
+      }
+      if (!items.length && !list.children.length) list.append(el("li", { class: "empty" }, "No transcript items yet."));
+      showProgress(data.transcription);
+      if (added && atBottom) list.scrollTop = list.scrollHeight;
+      if (added && shown.size > added) announce(added === 1 ? "1 new transcript item" : added + " new transcript items", document.getElementById("announcer"));
+    }
+
+    async function load() {
+      if (busy) return;
+      busy = true;
+      try {
+        const response = await fetch(list.dataset.src, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (response.status === 401) {
+          location.assign("/dashboard/signin?next=" + encodeURIComponent(location.pathname));
+          return;
+        }
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        const data = await response.json();
+        render(data);
+        const running = data.transcription && data.transcription.status === "running";
+        if (data.status === "ENDED" && !running) {
+          list.dataset.live = "false";
+          clearInterval(timer);
+          timer = 0;
+        }
+      } catch (err) {
+        if (!shown.size) list.replaceChildren(el("li", { class: "error" }, "Transcript not available: " + err.message));
+      } finally {
+        busy = false;
+      }
+    }
+
+    // Also on an ended session's page: its last segments may still be being transcribed (the first answer
+    // says so, or stops the timer).
+    timer = setInterval(() => document.hidden || load(), POLL_MS);
+    load();
+  }
+
   function randomId() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID(); // secure contexts only
     return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
@@ -483,6 +580,94 @@
     }, POLL_MS);
   }
 
+  // --- live stream player ---------------------------------------------------------------------------------
+  // The meeting's active livestream, played in the page: hls.js (served from /static/vendor/, Media Source
+  // Extensions) where the browser has no native HLS (Chromium), the video element's own HLS otherwise. The
+  // playback URL is signed; its path is used on this origin (the page's CSP allows no other for fetches).
+  function setupLivestream() {
+    const box = document.getElementById("livestream");
+    if (!box) return;
+    const meeting = encodeURIComponent(box.dataset.meeting);
+    const video = document.getElementById("livestream-player");
+    const state = document.getElementById("livestream-state");
+    const start = document.getElementById("start-livestream");
+    const stop = document.getElementById("stop-livestream");
+    let playing = null;
+    let hls = null;
+    let busy = false;
+
+    function detach() {
+      if (hls) hls.destroy();
+      hls = null;
+      playing = null;
+      video.removeAttribute("src");
+      video.load();
+      video.hidden = true;
+      box.dataset.playing = "";
+    }
+
+    function attach(stream) {
+      const url = new URL(stream.playback_url, location.href);
+      const src = url.origin === location.origin ? url.pathname : url.href;
+      const Hls = window.Hls;
+      if (Hls && Hls.isSupported()) {
+        // No worker: the page's CSP allows no blob: scripts.
+        hls = new Hls({ enableWorker: false, liveSyncDurationCount: 2 });
+        hls.on(Hls.Events.ERROR, (_event, data) => {
+          if (data.fatal) {
+            state.textContent = "The player stopped: " + data.details + ".";
+            detach();
+          }
+        });
+        hls.loadSource(src);
+        hls.attachMedia(video);
+      } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+        video.src = src;
+      } else {
+        state.textContent = "This browser cannot play HLS.";
+        return;
+      }
+      playing = stream.id;
+      box.dataset.playing = stream.id;
+      box.dataset.player = hls ? "hls.js" : "native";
+      video.hidden = false;
+      video.play().catch(() => {}); // muted: autoplay is allowed; otherwise the controls start it
+    }
+
+    async function tick() {
+      if (busy) return;
+      busy = true;
+      let stream = null;
+      try {
+        stream = (await api("GET", "kit/meetings/" + meeting + "/active-livestream")).data;
+      } catch (_) {
+        stream = null; // 404: the meeting streams nothing
+      } finally {
+        busy = false;
+      }
+      if (stream && stream.status === "LIVE" && playing !== stream.id) {
+        detach();
+        attach(stream);
+      } else if (!stream && playing) {
+        detach();
+      }
+      const text = !stream
+        ? "No live stream. Start one once someone is in the meeting."
+        : stream.status === "LIVE"
+          ? "Live stream LIVE" + (stream.ingest_server ? ", also pushed to " + stream.ingest_server : "") + "."
+          : "Live stream " + stream.status + ": starting, the first segment comes in a few seconds.";
+      if (state.textContent !== text && playing !== null) state.textContent = text;
+      else if (!stream || stream.status !== "LIVE") state.textContent = text;
+      box.dataset.status = stream ? stream.status : "";
+      start.hidden = !!stream;
+      stop.hidden = !stream;
+    }
+
+    afterHooks.livestream = () => tick();
+    tick();
+    setInterval(() => document.hidden || tick(), POLL_MS);
+  }
+
   // --- one-time sign-in link ------------------------------------------------------------------------------
   // The link's secret is in the URL fragment, which the browser never sends: post it, and take it out of the
   // address bar (and so the history) first.
@@ -511,8 +696,10 @@
   document.addEventListener("DOMContentLoaded", () => {
     setupSigninLink();
     setupMeeting();
+    setupLivestream();
     setupActions();
     startPolling();
     setupRecording();
+    setupSessionTranscript();
   });
 })();

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import app_of
@@ -14,7 +13,7 @@ from roomtape.api.routers.realtimekit.convert import iso, session_out
 from roomtape.api.routers.realtimekit.meetings import get_meeting
 from roomtape.api.schemas import Envelope
 from roomtape.db import lifecycle
-from roomtape.db.models import App, Participant, SessionParticipant
+from roomtape.db.models import App, Participant
 from roomtape.errors import Conflict, NotFound
 from roomtape.media.polls import Poll
 
@@ -86,14 +85,7 @@ async def kick_all_participants(
     session = await lifecycle.live_session(db, meeting.id)
     if session is None:
         raise Conflict("meeting has no active session")
-    ids = list(
-        await db.scalars(
-            select(SessionParticipant.participant_id).where(
-                SessionParticipant.session_id == session.id,
-                SessionParticipant.left_at.is_(None),
-            )
-        )
-    )
+    ids = [stay.participant_id for stay in await lifecycle.present_stays(db, session.id)]
     count = await lifecycle.mark_all_left(db, session.id)
     await db.commit()
     await _notify_media(ctx, app.id, meeting.id, ids)

@@ -12,7 +12,6 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import Caller, account_of, app_of
@@ -66,14 +65,9 @@ async def list_apps(
     db: AsyncSession = Depends(get_db),
 ) -> ListEnvelope[s.AppOut]:
     """The apps of the account, newest first unless ``sort_order=ASC``."""
-    where = [App.account_id == caller.account_id]
-    if search:
-        where.append(App.name.contains(search, autoescape=True) | (App.id == search))
-    total = int(await db.scalar(select(func.count()).select_from(App).where(*where)) or 0)
-    order = App.created_at.asc() if sort_order == "ASC" else App.created_at.desc()
-    rows = (
-        await db.scalars(select(App).where(*where).order_by(order, App.id).offset(page.offset).limit(page.per_page))
-    ).all()
+    rows, total = await accounts.list_account_apps(
+        db, caller.account_id, search=search, ascending=sort_order == "ASC", offset=page.offset, limit=page.per_page
+    )
     data = [s.AppOut(id=a.id, name=a.name, created_at=a.created_at) for a in rows]
     return ListEnvelope(data=data, paging=paging(total, page.offset, len(data)))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +14,7 @@ from roomtape.api.routers.realtimekit import schemas as s
 from roomtape.api.routers.realtimekit.convert import Page, TimeQuery, meeting_out, parse_time, participant_out
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Envelope, ListEnvelope, paging
+from roomtape.db.meetings import list_app_meetings, list_meeting_participants
 from roomtape.db.models import App, Meeting, Participant, utcnow
 from roomtape.db.presets import preset_by_name, require_preset_name
 from roomtape.domain.ids import preset_id
@@ -108,26 +108,16 @@ async def list_meetings(
     db: AsyncSession = Depends(get_db),
 ) -> ListEnvelope[s.MeetingOut]:
     """The app's meetings, newest first."""
-    where: list[Any] = [Meeting.app_id == app.id]
-    if search:
-        where.append(Meeting.title.contains(search, autoescape=True) | (Meeting.id == search))
-    start, end = parse_time("start_time", start_time), parse_time("end_time", end_time)
-    if start is not None:
-        where.append(Meeting.created_at >= start)
-    if end is not None:
-        where.append(Meeting.created_at <= end)
-    if status is not None:
-        where.append(Meeting.status == status)
-    total = int(await db.scalar(select(func.count()).select_from(Meeting).where(*where)) or 0)
-    rows = (
-        await db.scalars(
-            select(Meeting)
-            .where(*where)
-            .order_by(Meeting.created_at.desc(), Meeting.id)
-            .offset(page.offset)
-            .limit(page.per_page)
-        )
-    ).all()
+    rows, total = await list_app_meetings(
+        db,
+        app.id,
+        search=search,
+        created_from=parse_time("start_time", start_time),
+        created_to=parse_time("end_time", end_time),
+        status=status,
+        offset=page.offset,
+        limit=page.per_page,
+    )
     data = [meeting_out(m) for m in rows]
     return ListEnvelope(data=data, paging=paging(total, page.offset, len(data)))
 
@@ -240,17 +230,7 @@ async def list_participants(
 ) -> ListEnvelope[s.ParticipantOut]:
     """The meeting's participants, in the order they were added."""
     meeting = await get_meeting(db, app, meeting_id)
-    where = Participant.meeting_id == meeting.id
-    total = int(await db.scalar(select(func.count()).select_from(Participant).where(where)) or 0)
-    rows = (
-        await db.scalars(
-            select(Participant)
-            .where(where)
-            .order_by(Participant.created_at, Participant.id)
-            .offset(page.offset)
-            .limit(page.per_page)
-        )
-    ).all()
+    rows, total = await list_meeting_participants(db, meeting.id, offset=page.offset, limit=page.per_page)
     data = [participant_out(p) for p in rows]
     return ListEnvelope(data=data, paging=paging(total, page.offset, len(data)))
 

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import app_of
@@ -23,7 +22,8 @@ from roomtape.api.routers.realtimekit.convert import Page, TimeQuery, meeting_ou
 from roomtape.api.routers.realtimekit.meetings import get_meeting
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Paging, paging
-from roomtape.db.models import App, Meeting, Participant, Recording, TrackFile, utcnow
+from roomtape.db.models import App, Meeting, Recording, TrackFile
+from roomtape.db.recordings import RecordingFilter, list_recordings, participant_id_of, recording_files
 from roomtape.domain.secretbox import redact
 from roomtape.errors import Conflict, NotFound, Unavailable
 from roomtape.jobs.upload import refresh_download_urls, retry_recording
@@ -80,6 +80,10 @@ class TranscriptionOut(BaseModel):
     """roomtape extension: speech-to-text of the recording's audio (when its meeting asks for it)."""
 
     status: Literal["running", "done", "failed"]
+    mode: Literal["live", "after_stop"] = "after_stop"
+    """``live``: the session's audio was transcribed segment by segment while the meeting went on (the counts
+    are the live segments within the recording's span); ``after_stop``: the recording's own files, after it
+    stopped."""
     backend: str | None = None
     """Which backend and model, e.g. ``pocketsphinx/en-us``."""
     segments: int = 0
@@ -224,17 +228,6 @@ def recording_out(
     )
 
 
-async def _files(db: AsyncSession, recording: Recording) -> list[TrackFile] | None:
-    if recording.kind != "track":
-        return None
-    rows = await db.scalars(
-        select(TrackFile)
-        .where(TrackFile.recording_id == recording.id)
-        .order_by(TrackFile.participant_id, TrackFile.kind, TrackFile.index)
-    )
-    return list(rows.all())
-
-
 @router.get("", response_model=RecordingListResponse, summary="List recordings")
 async def get_recordings(
     page: Page = Depends(),
@@ -254,28 +247,21 @@ async def get_recordings(
     db: AsyncSession = Depends(get_db),
 ) -> RecordingListResponse:
     """The app's recordings, newest first unless ``sort_order=ASC``."""
-    where: list[Any] = [Recording.app_id == app.id]
-    if meeting_id:
-        where.append(Recording.meeting_id == meeting_id)
-    if search:
-        where.append(or_(Meeting.title.contains(search, autoescape=True), Recording.meeting_id == search))
-    start, end = parse_time("start_time", start_time), parse_time("end_time", end_time)
-    if start is not None:
-        where.append(Recording.invoked_time >= start)
-    if end is not None:
-        where.append(Recording.invoked_time <= end)
-    if status:
-        # Repeated (``status=A&status=B``) or comma-separated; a value that is no status matches nothing.
-        wanted = {v.strip() for item in status for v in item.split(",") if v.strip()}
-        where.append(Recording.status.in_(wanted))
-    if expired is not None:
-        is_expired = Recording.download_url_expiry.is_not(None) & (Recording.download_url_expiry < utcnow())
-        where.append(is_expired if expired else ~is_expired)
-    joined = select(Recording, Meeting).join(Meeting, Meeting.id == Recording.meeting_id).where(*where)
-    total = int(await db.scalar(select(func.count()).select_from(joined.subquery())) or 0)
-    order = Recording.invoked_time.asc() if sort_order == "ASC" else Recording.invoked_time.desc()
-    rows = (await db.execute(joined.order_by(order, Recording.id).offset(page.offset).limit(page.per_page))).all()
-    data = [recording_out(r, m, await _files(db, r)) for r, m in rows]
+    # Repeated (``status=A&status=B``) or comma-separated.
+    wanted = {v.strip() for item in status for v in item.split(",") if v.strip()} if status else None
+    where = RecordingFilter(
+        app_id=app.id,
+        meeting_id=meeting_id,
+        search=search,
+        invoked_from=parse_time("start_time", start_time),
+        invoked_to=parse_time("end_time", end_time),
+        statuses=wanted,
+        expired=expired,
+    )
+    rows, total = await list_recordings(
+        db, where, ascending=sort_order == "ASC", offset=page.offset, limit=page.per_page
+    )
+    data = [recording_out(r, m, await recording_files(db, r)) for r, m in rows]
     return RecordingListResponse(data=data, paging=paging(total, page.offset, len(data)))
 
 
@@ -306,14 +292,7 @@ async def start_track_recording(
     if body.user_ids is not None:
         participant_ids = []
         for user_id in body.user_ids:
-            found = await db.scalar(
-                select(Participant.id)
-                .where(
-                    Participant.meeting_id == meeting.id,
-                    or_(Participant.id == user_id, Participant.custom_participant_id == user_id),
-                )
-                .limit(1)
-            )
+            found = await participant_id_of(db, meeting.id, user_id)
             if found is None:
                 raise NotFound(f"participant {user_id} not found in meeting {meeting.id}")
             participant_ids.append(found)
@@ -334,7 +313,7 @@ async def get_one_recording(
     if await refresh_download_urls(get_context(request), recording):  # an expired URL is signed again
         await db.commit()
         await db.refresh(recording)
-    return RecordingResponse(data=recording_out(recording, files=await _files(db, recording)))
+    return RecordingResponse(data=recording_out(recording, files=await recording_files(db, recording)))
 
 
 @router.post("/{recording_id:uuid}/retry", response_model=RecordingResponse, summary="Retry a failed upload")
@@ -355,7 +334,7 @@ async def retry_recording_upload(
     await ctx.jobs.submit_upload(recording.id)
     ctx.jobs.events_committed()
     await db.refresh(recording)
-    return RecordingResponse(data=recording_out(recording, files=await _files(db, recording)))
+    return RecordingResponse(data=recording_out(recording, files=await recording_files(db, recording)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,6 +355,9 @@ class AudioConfig(BaseModel):
     """roomtape extension (agent sessions): user left, agent right."""
 
 
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
+
+
 class VideoConfig(BaseModel):
     """``video_config`` of "start recording" (``watermark`` accepted and ignored)."""
 
@@ -385,6 +367,10 @@ class VideoConfig(BaseModel):
     width: int = Field(1280, ge=16, le=1920)
     height: int = Field(720, ge=16, le=1920)
     export_file: bool = True
+    fps: int | None = Field(None, ge=1, le=60)
+    """roomtape extension: the composite's frame rate (default 30)."""
+    preset: X264Preset | None = None
+    """roomtape extension: the H.264 encoder's speed preset (default ``superfast``: keeps up live on 2 cores)."""
 
 
 class BucketConfig(BaseModel):
@@ -524,7 +510,7 @@ async def pause_resume_stop_recording(
         updated = await manager.resume(recording.id)
     else:
         updated = await manager.stop(recording.id, "API_CALL", {"type": "ORGANIZATION"})
-    return RecordingResponse(data=recording_out(updated, files=await _files(db, updated)))
+    return RecordingResponse(data=recording_out(updated, files=await recording_files(db, updated)))
 
 
 @router.post(
@@ -574,7 +560,7 @@ async def delete_one_recording(
     409 while it runs or uploads (stop it, or let the upload finish or fail, first). Returns it as it was.
     """
     recording = await _own_recording(db, app, recording_id)
-    data = recording_out(recording, files=await _files(db, recording))
+    data = recording_out(recording, files=await recording_files(db, recording))
     await db.close()
     await delete_recording(get_context(request), data.id)
     return RecordingResponse(data=data)

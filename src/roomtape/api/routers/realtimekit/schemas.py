@@ -151,6 +151,10 @@ class VideoConfig(_Request):
     height: Annotated[int, Field(ge=16, le=4320), WHOLE] | None = None
     width: Annotated[int, Field(ge=16, le=7680), WHOLE] | None = None
     watermark: Watermark | None = None
+    fps: Annotated[int, Field(ge=1, le=60), WHOLE] | None = None
+    """roomtape extension: the composite's frame rate (default 30)."""
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] | None = None
+    """roomtape extension: the H.264 encoder's speed preset (default ``superfast``)."""
 
 
 class LiveStreamingConfig(_Request):

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import app_of
@@ -25,7 +24,8 @@ from roomtape.api.routers.realtimekit.convert import (
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Paging, paging
 from roomtape.db.chat import chat_csv, list_session_chat
-from roomtape.db.models import App, Meeting, Session, SessionParticipant, SessionSummary, utcnow
+from roomtape.db.models import App, Meeting, Session, SessionSummary, utcnow
+from roomtape.db.sessions import app_peer, latest_stay, list_app_sessions, session_with_meeting, stays_in_session
 from roomtape.errors import Conflict, NotFound
 from roomtape.jobs.summarize import request_summary
 from roomtape.storage.exports import publish_export
@@ -114,16 +114,10 @@ class SessionSummaryResponse(BaseModel):
 
 async def get_session(db: AsyncSession, app: App, session_id: str) -> tuple[Session, Meeting]:
     """The app's session and its meeting, or 404."""
-    row = (
-        await db.execute(
-            select(Session, Meeting)
-            .join(Meeting, Meeting.id == Session.meeting_id)
-            .where(Session.id == session_id, Session.app_id == app.id)
-        )
-    ).first()
-    if row is None:
+    found = await session_with_meeting(db, app.id, session_id)
+    if found is None:
         raise NotFound("session not found")
-    return row[0], row[1]
+    return found
 
 
 @router.get("", response_model=SessionListResponse, summary="List sessions")
@@ -145,23 +139,19 @@ async def list_sessions(
     db: AsyncSession = Depends(get_db),
 ) -> SessionListResponse:
     """The app's sessions, newest first unless sorted otherwise."""
-    where: list[Any] = [Session.app_id == app.id]
-    if associated_id:
-        where.append(Session.meeting_id == associated_id)
-    if search:
-        where.append(Meeting.title.contains(search, autoescape=True) | (Session.id == search))
-    start, end = parse_time("start_time", start_time), parse_time("end_time", end_time)
-    if start:
-        where.append(Session.started_at >= start)
-    if end:
-        where.append(Session.started_at <= end)
-    if status:
-        where.append(Session.status == status)
-    base = select(Session, Meeting).join(Meeting, Meeting.id == Session.meeting_id).where(*where)
-    total = int(await db.scalar(select(func.count()).select_from(base.subquery())) or 0)
-    column = Session.minutes_consumed if sort_by == "minutesConsumed" else Session.created_at
-    order = column.asc() if sort_order == "ASC" else column.desc()
-    rows = (await db.execute(base.order_by(order, Session.id).offset(page.offset).limit(page.per_page))).all()
+    rows, total = await list_app_sessions(
+        db,
+        app.id,
+        meeting_id=associated_id,
+        search=search,
+        started_from=parse_time("start_time", start_time),
+        started_to=parse_time("end_time", end_time),
+        status=status,
+        by_minutes=sort_by == "minutesConsumed",
+        ascending=sort_order == "ASC",
+        offset=page.offset,
+        limit=page.per_page,
+    )
     now = utcnow()
     data = [session_out(sess, meeting, now) for sess, meeting in rows]
     return SessionListResponse(data=s.SessionList(sessions=data), paging=paging(total, page.offset, len(data)))
@@ -301,16 +291,10 @@ async def get_participant_data_from_peer_id(
     leave afterwards. ``filters=events`` (or ``include_peer_events``) adds the join/leave events;
     ``quality_stats`` returns only the quality; the device, IP and pre-call filters have nothing collected.
     """
-    row = (
-        await db.execute(
-            select(SessionParticipant, Session)
-            .join(Session, Session.id == SessionParticipant.session_id)
-            .where(SessionParticipant.id == peer_id, Session.app_id == app.id)
-        )
-    ).first()
-    if row is None:
+    found = await app_peer(db, app.id, peer_id)
+    if found is None:
         raise NotFound("peer not found")
-    stay, sess = row[0], row[1]
+    stay, sess = found
     tracks = stay.media_stats
     if stay.left_at is None:
         live = get_context(request).media.get(sess.meeting_id)
@@ -358,14 +342,7 @@ async def list_session_participants(
 ) -> SessionParticipantsResponse:
     """Everyone who was in the session: one row per stay (``raw``) or per participant (``consolidated``)."""
     sess, _ = await get_session(db, app, session_id)
-    where: list[Any] = [SessionParticipant.session_id == sess.id]
-    if search:
-        where.append(
-            SessionParticipant.display_name.contains(search, autoescape=True)
-            | (SessionParticipant.participant_id == search)
-            | (SessionParticipant.custom_participant_id == search)
-        )
-    stays = list((await db.scalars(select(SessionParticipant).where(*where))).all())
+    stays = await stays_in_session(db, sess.id, search)
     now = utcnow()
     out = [session_participant_out(st, include_peer_events, now) for st in stays]
     if view == "consolidated":
@@ -409,17 +386,7 @@ async def get_session_participant(
 ) -> SessionParticipantResponse:
     """A participant's stay in the session, by stay (peer) id or participant id."""
     sess, _ = await get_session(db, app, session_id)
-    stay = (
-        await db.scalars(
-            select(SessionParticipant)
-            .where(
-                SessionParticipant.session_id == sess.id,
-                (SessionParticipant.id == participant_id) | (SessionParticipant.participant_id == participant_id),
-            )
-            .order_by(SessionParticipant.joined_at.desc())
-            .limit(1)
-        )
-    ).first()
+    stay = await latest_stay(db, sess.id, participant_id)
     if stay is None:
         raise NotFound("participant not found in this session")
     return SessionParticipantResponse(

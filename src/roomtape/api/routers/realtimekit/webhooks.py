@@ -17,7 +17,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import app_of
@@ -26,7 +25,8 @@ from roomtape.api.routers.realtimekit import schemas as s
 from roomtape.api.routers.realtimekit.convert import Page, webhook_out
 from roomtape.api.routers.realtimekit.schemas import NO_NUL
 from roomtape.api.schemas import Envelope, ListEnvelope, paging
-from roomtape.db.models import App, OutboxEvent, Webhook, WebhookDelivery, utcnow
+from roomtape.db.models import App, Webhook, utcnow
+from roomtape.db.webhooks import DeliveryFilter, app_webhooks, delivery_page
 from roomtape.errors import NotFound
 from roomtape.webhooks import signing
 from roomtape.webhooks.outbound import check_url
@@ -120,10 +120,7 @@ async def create_webhook(
 @router.get("", response_model=s.WebhookList, summary="List webhooks")
 async def list_webhooks(app: App = Depends(app_of), db: AsyncSession = Depends(get_db)) -> s.WebhookList:
     """Every webhook of the app, oldest first."""
-    rows = (
-        await db.scalars(select(Webhook).where(Webhook.app_id == app.id).order_by(Webhook.created_at, Webhook.id))
-    ).all()
-    return s.WebhookList(data=[webhook_out(w) for w in rows])
+    return s.WebhookList(data=[webhook_out(w) for w in await app_webhooks(db, app.id)])
 
 
 DeliveryStatus = Literal["delivered", "failed", "dead"]
@@ -141,53 +138,16 @@ async def _deliveries(
     status: DeliveryStatus | None = None,
 ) -> ListEnvelope[Delivery]:
     """The app's deliveries (one per event and URL tried), newest event first, each with every attempt."""
-    last = (
-        select(
-            WebhookDelivery.event_id.label("event_id"),
-            WebhookDelivery.url.label("url"),
-            func.max(WebhookDelivery.attempt).label("attempt"),
-        )
-        .group_by(WebhookDelivery.event_id, WebhookDelivery.url)
-        .subquery()
+    where = DeliveryFilter(
+        app_id=app.id,
+        webhook_id=webhook.id if webhook is not None else None,
+        recording_id=recording_id,
+        url=url,
+        event=event,
+        status=status,
     )
-    query = (
-        select(WebhookDelivery, OutboxEvent)
-        .join(
-            last,
-            (last.c.event_id == WebhookDelivery.event_id)
-            & (last.c.url == WebhookDelivery.url)
-            & (last.c.attempt == WebhookDelivery.attempt),
-        )
-        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
-        .where(OutboxEvent.app_id == app.id)
-    )
-    if webhook is not None:
-        query = query.where(WebhookDelivery.webhook_id == webhook.id)
-    if recording_id:
-        query = query.where(OutboxEvent.recording_id == recording_id)
-    if url:
-        query = query.where(WebhookDelivery.url == url)
-    if event:
-        query = query.where(OutboxEvent.event == event)
-    if status:
-        query = query.where(WebhookDelivery.status == status)
-    total = int(await db.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (
-        await db.execute(
-            query.order_by(OutboxEvent.created_at.desc(), OutboxEvent.id.desc(), WebhookDelivery.url)
-            .offset(page.offset)
-            .limit(page.per_page)
-        )
-    ).all()
-    attempts: dict[tuple[str, str], list[WebhookDelivery]] = {}
-    if rows:
-        every = await db.scalars(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.event_id.in_({d.event_id for d, _ in rows}))
-            .order_by(WebhookDelivery.attempt)
-        )
-        for a in every:
-            attempts.setdefault((a.event_id, a.url), []).append(a)
+    found = await delivery_page(db, where, offset=page.offset, limit=page.per_page)
+    attempts, total = found.attempts, found.total
     data = [
         Delivery(
             event_id=ev.id,
@@ -210,7 +170,7 @@ async def _deliveries(
                 for a in attempts.get((d.event_id, d.url), [])
             ],
         )
-        for d, ev in rows
+        for d, ev in found.rows
     ]
     return ListEnvelope(data=data, paging=paging(total, page.offset, len(data)))
 

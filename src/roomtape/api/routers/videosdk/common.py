@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 import jwt
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roomtape.api.auth import bearer_token
 from roomtape.api.context import get_context, get_db
-from roomtape.db.models import ApiToken, App, Meeting
+from roomtape.db.accounts import token_account
+from roomtape.db.models import App, Meeting
 from roomtape.db.videosdk import Page, VideoSdkCaller, find_room
-from roomtape.domain.tokens import hash_api_token, looks_like_jwt
+from roomtape.domain.tokens import looks_like_jwt
 from roomtape.errors import NotFound, RoomtapeError, Unauthenticated
 
 
@@ -34,7 +34,7 @@ async def videosdk_caller(request: Request, db: AsyncSession = Depends(get_db)) 
     """
     token = bearer_token(request)
     if not looks_like_jwt(token):
-        account_id = await db.scalar(select(ApiToken.account_id).where(ApiToken.token_hash == hash_api_token(token)))
+        account_id = await token_account(db, token)
         if account_id is None:
             raise Unauthenticated("invalid API token")
         return VideoSdkCaller(account_id=account_id, app_id=None)
