@@ -6,6 +6,7 @@ password hash protects against (guessing a low-entropy secret) applies.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from roomtape.errors import Unauthenticated
+from roomtape.errors import Forbidden, Unauthenticated
 
 API_TOKEN_PREFIX = "rt_"
 PARTICIPANT_TOKEN_TYPE = "participant"
@@ -34,6 +35,40 @@ def hash_api_token(token: str) -> str:
 def derive_key(secret_key: str, purpose: str) -> bytes:
     """A 32-byte key for one purpose, derived from the server's secret key (keys never cross uses)."""
     return hmac.new(secret_key.encode(), f"roomtape:{purpose}".encode(), hashlib.sha256).digest()
+
+
+class ExpiringSigner:
+    """HMAC-SHA256 signatures over some fields and an expiry, for URLs that carry their own proof.
+
+    One instance signs for one purpose (its key is ``derive_key(secret_key, purpose)``); the signature is the
+    base64url (unpadded) MAC of the fields and the expiry, newline-separated. ``what`` names the URL in the
+    ``Forbidden`` messages ("download URL", "playback URL").
+    """
+
+    def __init__(self, secret_key: str, purpose: str, what: str) -> None:
+        self._key = derive_key(secret_key, purpose)
+        self._what = what
+
+    def signature(self, fields: tuple[str, ...], exp: int) -> str:
+        """The signature of ``fields`` valid until ``exp`` (Unix seconds)."""
+        mac = hmac.new(self._key, "\n".join((*fields, str(exp))).encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def sign(self, fields: tuple[str, ...], expires_in: int, now: float | None = None) -> tuple[int, str]:
+        """The expiry ``expires_in`` seconds from now and the signature that goes with it."""
+        exp = int(now if now is not None else time.time()) + expires_in
+        return exp, self.signature(fields, exp)
+
+    def verify(self, fields: tuple[str, ...], exp: str, sig: str, now: float | None = None) -> None:
+        """Raise ``Forbidden`` unless ``sig`` signs ``fields`` with expiry ``exp`` and that is in the future."""
+        try:
+            expires = int(exp)
+        except ValueError:
+            raise Forbidden(f"{self._what} is not valid") from None
+        if not hmac.compare_digest(self.signature(fields, expires), sig):
+            raise Forbidden(f"{self._what} is not valid")
+        if expires < (now if now is not None else time.time()):
+            raise Forbidden(f"{self._what} has expired")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
 from pathlib import Path
 
@@ -8,13 +11,15 @@ import pytest
 from roomtape.config import Settings
 from roomtape.domain.secretbox import SecretBox, redact
 from roomtape.domain.tokens import (
+    ExpiringSigner,
+    derive_key,
     hash_api_token,
     looks_like_jwt,
     new_api_token,
     sign_participant_token,
     verify_participant_token,
 )
-from roomtape.errors import RoomtapeError, Unauthenticated
+from roomtape.errors import Forbidden, RoomtapeError, Unauthenticated
 
 KEY = "k" * 48
 
@@ -73,3 +78,24 @@ def test_settings_defaults_and_generated_key(tmp_path: Path, monkeypatch: pytest
     s = Settings()
     assert s.resolved_secret_key() == "given" and s.resolved_public_url == "https://rt.example"
     assert s.resolved_database_url == "postgresql+asyncpg://u@h/db"
+
+
+def test_expiring_signer_refuses_other_fields_a_bad_expiry_and_an_expired_one() -> None:
+    signer = ExpiringSigner("secret", "download-url", "download URL")
+    exp, sig = signer.sign(("default", "a/b.webm"), 60, now=1000)
+    assert exp == 1060
+    signer.verify(("default", "a/b.webm"), str(exp), sig, now=1059)
+    # The message is the fields and the expiry, newline-separated: URLs signed before the refactor stay valid.
+    mac = hmac.new(derive_key("secret", "download-url"), b"default\na/b.webm\n1060", hashlib.sha256).digest()
+    assert sig == base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    for fields, exp_text, message in [
+        (("default", "a/c.webm"), str(exp), "download URL is not valid"),
+        (("default", "a/b.webm"), "10x", "download URL is not valid"),
+        (("default", "a/b.webm"), str(exp + 1), "download URL is not valid"),
+    ]:
+        with pytest.raises(Forbidden, match=message):
+            signer.verify(fields, exp_text, sig, now=1059)
+    with pytest.raises(Forbidden, match="download URL has expired"):
+        signer.verify(("default", "a/b.webm"), str(exp), sig, now=1061)
+    # Another purpose's key signs differently.
+    assert ExpiringSigner("secret", "livestream-hls", "playback URL").signature(("default", "a/b.webm"), exp) != sig
