@@ -50,7 +50,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 from roomtape.errors import Conflict, InvalidInput, RoomtapeError
 from roomtape.media.plane import LiveRoom, MediaPlane
@@ -58,6 +57,7 @@ from roomtape.recording.compose.feed import LiveControl
 from roomtape.recording.compose.options import ComposeOptions
 from roomtape.recording.live import LiveRender
 from roomtape.recording.service import RecordingService
+from roomtape.webhooks.outbound import rtmp_host_port
 
 __all__ = [
     "AlreadyStreaming",
@@ -67,7 +67,6 @@ __all__ = [
     "OnStatus",
     "RtmpUnreachable",
     "Status",
-    "check_rtmp_url",
     "livestreams_root",
     "probe_rtmp",
 ]
@@ -79,7 +78,6 @@ OnStatus = Callable[[str, str | None], Awaitable[None]]
 
 _PROBE_TIMEOUT: Final = 5.0
 _STOP_TIMEOUT: Final = 60.0  # seconds a stopping render may take to render its last seconds and close
-_DEFAULT_PORTS: Final = {"rtmp": 1935, "rtmps": 443}
 
 
 class LivestreamError(RoomtapeError):
@@ -103,25 +101,6 @@ def livestreams_root(data_dir: Path) -> Path:
     return data_dir / "livestreams"
 
 
-def check_rtmp_url(url: str) -> tuple[str, int]:
-    """The host and port of an ``rtmp://`` or ``rtmps://`` URL.
-
-    Raises:
-        InvalidInput: Another scheme, no host, or a bad port.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidInput(f"rtmp_url is not a valid URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise InvalidInput("rtmp_url must start with rtmp:// or rtmps://")
-    if not parts.hostname:
-        raise InvalidInput("rtmp_url has no host")
-    return parts.hostname, port or _DEFAULT_PORTS[scheme]
-
-
 async def probe_rtmp(url: str) -> None:
     """Check that the RTMP URL's host accepts a TCP connection (within 5 s).
 
@@ -129,7 +108,7 @@ async def probe_rtmp(url: str) -> None:
         InvalidInput: The URL is not an RTMP URL.
         RtmpUnreachable: Connection refused, unknown host, or no answer in time.
     """
-    host, port = check_rtmp_url(url)
+    host, port = rtmp_host_port(url)
     timeout = _PROBE_TIMEOUT
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)

@@ -39,10 +39,10 @@ from roomtape.db.models import Livestream, LivestreamSession, Meeting
 from roomtape.domain.ids import new_id
 from roomtape.errors import Conflict, InvalidInput, NotFound, RoomtapeError
 from roomtape.jobs.deps import JobDeps
-from roomtape.livestream.engine import AlreadyStreaming, LivestreamEngine, NoLiveRoom, check_rtmp_url
+from roomtape.livestream.engine import AlreadyStreaming, LivestreamEngine, NoLiveRoom
 from roomtape.livestream.playback import HlsSigner
 from roomtape.media.plane import LiveRoom, MediaPlane
-from roomtape.webhooks.outbound import OutboundPolicy, check_host
+from roomtape.webhooks.outbound import check_rtmp_url
 from roomtape.webhooks.outbox import emit
 
 __all__ = ["EVENT", "LivestreamService", "hls_root", "ingest_server_of", "status_payload"]
@@ -179,10 +179,6 @@ class LivestreamService:
         task.add_done_callback(self._tasks.discard)
 
     # -- start / stop -------------------------------------------------------------------------------------
-    async def _check_rtmp(self, rtmp_url: str) -> None:
-        host, port = check_rtmp_url(rtmp_url)
-        await check_host(OutboundPolicy.from_settings(self.deps.settings), host, port, "rtmp_url")
-
     async def start(
         self,
         meeting: Meeting,
@@ -203,7 +199,7 @@ class LivestreamService:
             rtmp_url = _meeting_rtmp_url(meeting)
         w, h = width or DEFAULT_SIZE[0], height or DEFAULT_SIZE[1]
         if rtmp_url is not None:
-            await self._check_rtmp(rtmp_url)
+            await check_rtmp_url(self.deps.settings, rtmp_url)
         async with self._lock:
             running = self.engine.active(meeting.id)
             if running is not None:

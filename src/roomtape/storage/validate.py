@@ -14,7 +14,7 @@ from typing import Any
 
 from roomtape.config import Settings
 from roomtape.errors import InvalidInput
-from roomtape.webhooks.outbound import OutboundPolicy, check_host, storage_hosts
+from roomtape.webhooks.outbound import OutboundPolicy, check_host, check_rtmp_url, storage_hosts
 
 
 def safe_dir_path(value: str | None, field: str) -> str:
@@ -64,7 +64,10 @@ async def check_storage_config(settings: Settings, config: dict[str, Any] | None
 
 
 async def check_recording_config(settings: Settings, body: Any) -> None:
-    """:func:`check_storage_config` for a request body that may carry ``recording_config.storage_config``.
+    """Check a request body's ``recording_config`` before it is saved.
+
+    :func:`check_storage_config` for its ``storage_config``; its ``live_streaming_config.rtmp_url`` must be
+    rtmp(s) with a host the outbound policy allows.
 
     Args:
         settings: The server settings.
@@ -75,3 +78,8 @@ async def check_recording_config(settings: Settings, body: Any) -> None:
     storage = getattr(recording_config, "storage_config", None)
     if storage is not None:
         await check_storage_config(settings, storage.model_dump(exclude_none=True))
+    # The RTMP URL a live_stream_on_start meeting will push to: refused now (400) rather than found bad when the
+    # room opens, where the only answer left is an ERRORED livestream.
+    rtmp_url = getattr(getattr(recording_config, "live_streaming_config", None), "rtmp_url", None)
+    if rtmp_url:
+        await check_rtmp_url(settings, rtmp_url)

@@ -23,7 +23,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpcore
@@ -128,6 +128,34 @@ async def check_url(settings: Settings, url: str, what: str = "webhook URL") -> 
     target = _host_port(url)
     if target is not None:
         await check_host(OutboundPolicy.from_settings(settings), target[0], target[1], what)
+
+
+_RTMP_PORTS: Final = {"rtmp": 1935, "rtmps": 443}
+
+
+def rtmp_host_port(url: str) -> tuple[str, int]:
+    """The host and port an ``rtmp://`` or ``rtmps://`` URL connects to.
+
+    Raises:
+        InvalidInput: Another scheme, no host, or a bad port.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"rtmp_url is not a valid URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _RTMP_PORTS:
+        raise InvalidInput("rtmp_url must start with rtmp:// or rtmps://")
+    if not parts.hostname:
+        raise InvalidInput("rtmp_url has no host")
+    return parts.hostname, port or _RTMP_PORTS[scheme]
+
+
+async def check_rtmp_url(settings: Settings, url: str) -> None:
+    """Refuse (``InvalidInput``) an RTMP URL that is not rtmp(s) or whose host resolves to a non-public address."""
+    host, port = rtmp_host_port(url)
+    await check_host(OutboundPolicy.from_settings(settings), host, port, "rtmp_url")
 
 
 def storage_hosts(config: dict[str, Any]) -> list[tuple[str, int, str]]:

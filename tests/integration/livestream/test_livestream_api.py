@@ -293,6 +293,25 @@ async def test_bad_input_starts_nothing_and_apps_are_isolated(srv: LiveServer, r
             await ls.start_livestreaming_a_meeting("no-such-meeting", **ids(srv))
         await nothing_started(srv, room.meeting.id)
 
+        # A meeting's own RTMP URL (for live_stream_on_start) is checked when it is saved: 400, nothing saved.
+        meetings = cf.realtime_kit.meetings
+        before = sorted(m.id for m in await srv.rows(Meeting))
+        for url, message in [
+            ("rtmp://192.168.1.10/live/key", "private, loopback or link-local"),
+            ("https://example.com/live", "rtmp:// or rtmps://"),
+        ]:
+            config: Any = {"live_streaming_config": {"rtmp_url": url}}
+            with pytest.raises(BadRequestError, match=message):
+                await meetings.create(srv.app_id, account_id=srv.account_id, title="x", recording_config=config)
+            with pytest.raises(BadRequestError, match=message):
+                await meetings.update_meeting_by_id(room.meeting.id, **ids(srv), recording_config=config)
+        assert sorted(m.id for m in await srv.rows(Meeting)) == before
+        (kept,) = await srv.rows(Meeting, Meeting.id == room.meeting.id)
+        assert kept.recording_config is None
+        good: Any = {"live_streaming_config": {"rtmp_url": rtmp.url("key")}}
+        made = await meetings.create(srv.app_id, account_id=srv.account_id, title="ok", recording_config=good)
+        assert made.data is not None
+
         started = await start(rtmp_url=rtmp.url("one"), video_config={"width": 320, "height": 180})
         lid = str(started.data.id)
         with pytest.raises(ConflictError, match="live-streamed already"):

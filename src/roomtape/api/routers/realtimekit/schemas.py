@@ -158,7 +158,7 @@ class VideoConfig(_Request):
 
 
 class LiveStreamingConfig(_Request):
-    """Where to live stream (kept; live streaming is not part of roomtape)."""
+    """Where a livestream of the meeting pushes RTMP (checked on save: rtmp:// or rtmps://, a public host)."""
 
     rtmp_url: Annotated[str, StringConstraints(max_length=2048, pattern=NO_NUL)] | None = None
 
