@@ -51,7 +51,7 @@ typecheck: install-test
 	$(BIN)/mypy
 
 pytest: install-test system-deps
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 test: install-test system-deps lint typecheck pytest
 
