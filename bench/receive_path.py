@@ -11,13 +11,17 @@ unprofiled run's loop CPU, per publisher.
 
 Variants (the baseline is today's path, measured in the same run):
 
-- ``baseline``: asyncio's default loop, as the benches and tests run.
-- ``uvloop``: the same code on uvloop (``roomtape serve`` runs on it already: uvicorn's ``loop="auto"``
-  picks uvloop, which ``uvicorn[standard]`` installs).
-- ``rate-counter``: asyncio, the tap giving video receivers ``tap.SliceRateCounter`` for the REMB
-  estimator's incoming rate (now the default in ``roomtape.media.tap``; the other variants run without it).
-- ``batch``: asyncio, with the datagram transport reading every queued datagram per readiness event instead of
-  one (``recvfrom`` until ``EAGAIN``; the stdlib has no ``recvmmsg``).
+- ``baseline``: today's path on asyncio's default loop, as the benches and tests run: tapped frames delivered
+  on the event loop (``tap.LoopDelivery``), video receivers' REMB rate counter in slices (``tap.SliceRateCounter``).
+- ``before``: the path the first runs of this bench measured as their baseline: every tapped frame hops to
+  aiortc's decoder thread and back (``tap.LOOP_DELIVERY`` off), aiortc's own ``RateCounter``
+  (``tap.FAST_RATE_COUNTER`` off).
+- ``thread-hop``: today's path with only the decoder-thread hop put back (what ``LoopDelivery`` alone saves).
+- ``uvloop``: today's path on uvloop (``roomtape serve`` runs on it: uvicorn's ``loop="auto"`` picks uvloop,
+  which ``uvicorn[standard]`` installs).
+- ``uvloop-before``: the ``before`` path on uvloop (the combination whose media stopped in the first runs).
+- ``batch``: today's path, with the datagram transport reading every queued datagram per readiness event instead
+  of one (``recvfrom`` until ``EAGAIN``; the stdlib has no ``recvmmsg``).
 
 Run: ``.venv/bin/python bench/receive_path.py [--publishers 32] [--seconds 10]``.
 """
@@ -43,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import track_recording as tr
 from bench_peers import VIDEO_TIME_BASE
 
-VARIANTS = ("baseline", "rate-counter", "uvloop", "batch")
+VARIANTS = ("baseline", "before", "thread-hop", "uvloop", "uvloop-before", "batch")
 BATCH = 64  # datagrams read per readiness event at most
 
 
@@ -155,10 +159,10 @@ def _batched_read_ready(self: Any) -> None:
 def apply_variant(variant: str) -> None:
     from roomtape.media import tap
 
-    # Today's path (before this bench): aiortc's own RateCounter in the REMB estimator; every other variant
-    # keeps it too, so each is measured alone against the baseline.
-    tap.FAST_RATE_COUNTER = variant == "rate-counter"
-    if variant == "uvloop":
+    # The "before" variants put back what landed since the first runs: the decoder-thread hop, aiortc's counter.
+    tap.FAST_RATE_COUNTER = variant not in ("before", "uvloop-before")
+    tap.LOOP_DELIVERY = variant not in ("before", "thread-hop", "uvloop-before")
+    if variant.startswith("uvloop"):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

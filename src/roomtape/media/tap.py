@@ -121,7 +121,11 @@ _RX_REMB: Final = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RX_DECODER_QUEUE: Final = "_RTCRtpReceiver__decoder_queue"
 
 FAST_RATE_COUNTER: bool = True
-"""Give tapped video receivers :class:`SliceRateCounter` (``bench/receive_path.py`` turns it off for its baseline)."""
+"""Give tapped video receivers :class:`SliceRateCounter` (``bench/receive_path.py`` turns it off for its "before")."""
+
+LOOP_DELIVERY: bool = True
+"""Deliver tapped frames on the event loop (:class:`LoopDelivery`); False keeps aiortc's decoder-thread hop, the
+path before it, which ``bench/receive_path.py`` measures as its "before"."""
 
 
 class AiortcInternalsError(RuntimeError):
@@ -695,7 +699,8 @@ def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT
         estimator.incoming_bitrate = SliceRateCounter(counter._window_size, counter._scale)
     with _tapped_lock:
         _tapped_queues[track._queue] = tapped
-    setattr(rx, _RX_DECODER_QUEUE, LoopDelivery(tapped, track._queue))
+    if LOOP_DELIVERY:
+        setattr(rx, _RX_DECODER_QUEUE, LoopDelivery(tapped, track._queue))
 
     original: Callable[[Any], Awaitable[None]] = rx._handle_rtcp_packet
 

@@ -142,9 +142,12 @@ async def feed(receiver: RTCRtpReceiver, packets: list[RtpPacket]) -> None:
         await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
 
 
+@pytest.mark.parametrize("loop_delivery", [True, False], ids=["on-the-loop", "via-decoder-thread"])
 async def test_tapped_receiver_yields_encoded_frames_while_others_decode(
-    receivers: tuple[RTCRtpReceiver, RTCRtpReceiver],
+    receivers: tuple[RTCRtpReceiver, RTCRtpReceiver], loop_delivery: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # via-decoder-thread: the path before LoopDelivery, kept for bench/receive_path.py's "before" variant.
+    monkeypatch.setattr(tap, "LOOP_DELIVERY", loop_delivery)
     tapped_rx, plain_rx = receivers
     tapped = tap.tap_receiver(tapped_rx)
     await start(tapped_rx)
