@@ -7,7 +7,6 @@ registry like any media node on another host would. Children end with the parent
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -16,24 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from roomtape.children import die_with_parent
+
 if TYPE_CHECKING:
     from roomtape.config import Settings
 
 __all__ = ["MediaWorkers"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the parent dies, however it dies.
-
-    uvicorn re-raises the SIGTERM it handled once it has shut down, so the parent may never reach
-    :meth:`MediaWorkers.__exit__`; the kernel's parent-death signal (Linux ``prctl``) covers that and SIGKILL.
-    """
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: __exit__ still stops the children on a normal exit
-        pass
 
 
 class MediaWorkers:
@@ -70,7 +57,7 @@ class MediaWorkers:
                 "ROOMTAPE_PUBLIC_URL": self._settings.resolved_public_url,
                 "ROOMTAPE_SECRET_KEY": self._settings.resolved_secret_key(),
             }
-            self._procs.append(subprocess.Popen([*cmd, "serve", "--no-demo"], env=env, preexec_fn=_die_with_parent))
+            self._procs.append(subprocess.Popen([*cmd, "serve", "--no-demo"], env=env, preexec_fn=die_with_parent))
             self.urls.append(url)
         return self
 

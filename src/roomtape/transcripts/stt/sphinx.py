@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from roomtape.children import die_with_parent
 from roomtape.transcripts.stt.base import (
     SAMPLE_RATE,
     PcmAudio,
@@ -54,7 +55,10 @@ def _decoder_pool() -> ProcessPoolExecutor:
     with _pool_lock:
         if _pool is None:
             # spawn, not fork: the server has threads (aiortc, PyAV) that a forked child would inherit mid-flight.
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            # The worker ends with the server: a killed server used to leave it waiting on its queue for good.
+            _pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
+            )
         return _pool
 
 
