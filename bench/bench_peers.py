@@ -39,6 +39,8 @@ WIDTH, HEIGHT, FPS = 640, 480, 30
 LOOP_FRAMES = 150  # 5 s of video; keyframes every GOP frames
 GOP = 60
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
+PTIME = 0.02  # seconds of audio per Opus packet
 
 
 # ------------------------------------------------------------------------------------------------ media
@@ -114,6 +116,48 @@ class LoopTrack(MediaStreamTrack):
         packet.pts, packet.time_base, packet.is_keyframe = self._sent * 3000, VIDEO_TIME_BASE, key
         self._sent += 1
         self._pos = (self._pos + 1) % len(self._packets)
+        return packet
+
+
+def make_opus_packets(count: int = 250) -> list[bytes]:
+    """20 ms Opus packets of a 440 Hz tone (48 kHz stereo, libopus defaults: ~40 kbit/s), encoded once."""
+    ctx = av.CodecContext.create("libopus", "w")
+    ctx.sample_rate, ctx.layout, ctx.format = 48000, "stereo", "s16"
+    ctx.time_base = fractions.Fraction(1, 48000)
+    ctx.options = {"frame_duration": "20"}
+    t = np.arange(960 * (count + 4)) / 48000
+    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    out: list[bytes] = []
+    for i in range(count + 4):
+        chunk = tone[i * 960 : (i + 1) * 960]
+        frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]).T.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, i * 960
+        out += [bytes(p) for p in ctx.encode(frame)]
+    return out[:count]
+
+
+class OpusLoopTrack(MediaStreamTrack):
+    """Pre-encoded 20 ms Opus packets in real time, looped, packed by aiortc without encoding."""
+
+    kind = "audio"
+
+    def __init__(self, packets: list[bytes]) -> None:
+        super().__init__()
+        self._packets = packets
+        self._sent = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            await asyncio.sleep(max(0.0, self._start + self._sent * PTIME - now))
+        packet = av.Packet(self._packets[self._sent % len(self._packets)])
+        packet.pts, packet.time_base = self._sent * 960, AUDIO_TIME_BASE
+        self._sent += 1
         return packet
 
 
@@ -197,18 +241,22 @@ class Peers:
         self.tasks: list[asyncio.Task[None]] = []
         self.loop_tracks: list[LoopTrack] = []
         self.packets: list[tuple[bytes, bool]] = []
+        self.kind = "video"  # what this worker publishes, subscribes to and counts
         # baseline SFU
         self.relay: MediaRelay | None = None
         self.source: MediaStreamTrack | None = None
         self.source_ready = asyncio.Event()
 
-    async def setup(self, video_path: str | None, counting: bool) -> int:
+    async def setup(self, video_path: str | None, counting: bool, kind: str = "video") -> int:
         _loopback_ice()
         _route_plis_to_loop_tracks()
         if counting:
             install_counting_decoder()
         if video_path:
             self.packets = read_packets(Path(video_path))
+        self.kind = kind
+        if kind == "audio":
+            self.opus = make_opus_packets()
         return os.getpid()
 
     def _loop_track(self) -> LoopTrack:
@@ -216,8 +264,12 @@ class Peers:
         self.loop_tracks.append(track)
         return track
 
+    def _source_track(self) -> MediaStreamTrack:
+        """What this worker publishes: the looped VP8 file, or looped Opus packets for ``kind="audio"``."""
+        return OpusLoopTrack(self.opus) if self.kind == "audio" else self._loop_track()
+
     def _on_client_track(self, event: Any) -> None:
-        if event.track is not None and event.track.kind == "video" and event.track.track is not None:
+        if event.track is not None and event.track.kind == self.kind and event.track.track is not None:
             count = Count()
             self.counts.append(count)
             self.tasks.append(count_track(event.track.track, count))
@@ -229,8 +281,11 @@ class Peers:
         client = RoomClient(base_url, token)
         self.clients.append(client)
         await client.join()
-        await client.publish(video=self._loop_track())
-        return client.published["video"]
+        if self.kind == "audio":
+            await client.publish(audio=self._source_track())
+        else:
+            await client.publish(video=self._source_track())
+        return client.published[self.kind]
 
     async def rt_leave_all(self) -> int:
         """Every roomtape client joined so far leaves (its publisher stops); returns how many left."""
@@ -240,7 +295,7 @@ class Peers:
         return len(clients)
 
     async def rt_subscribe(self, base_url: str, tokens: list[str], within: float = 20.0) -> int:
-        """Join one subscriber per token; return when every subscriber has received a video frame."""
+        """Join one subscriber per token; return when every subscriber has received a frame of ``kind``."""
         from roomtape.agents import RoomClient
 
         expected = len(self.counts) + len(tokens)
@@ -258,7 +313,7 @@ class Peers:
     async def bl_publish_offer(self) -> str:
         pc = RTCPeerConnection(_config())
         self.pcs.append(pc)
-        pc.addTransceiver(self._loop_track(), direction="sendonly")
+        pc.addTransceiver(self._source_track(), direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         return str(pc.localDescription.sdp)
 
@@ -273,7 +328,7 @@ class Peers:
         for _ in range(n):
             pc = RTCPeerConnection(_config())
             self.pcs.append(pc)
-            pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver(self.kind, direction="recvonly")
             count = Count()
             self.counts.append(count)
 

@@ -1,24 +1,25 @@
-"""Forwarding CPU per subscribed video track and join latency: roomtape's SFU vs a naive aiortc SFU.
+"""Forwarding CPU per subscribed video and audio track and join latency: roomtape's SFU vs a naive aiortc SFU.
 
 Everything runs on loopback, each party in its own process (see ``bench/bench_peers.py``):
 
 - a real ``roomtape serve`` (SQLite in a temp dir) — the process that is measured;
 - one publisher (a ``RoomClient``) sending a pre-encoded 640x480 30 fps VP8 file (made once with PyAV),
-  packed by aiortc without encoding;
-- N subscribers (``RoomClient``s in one process; N = 0, 1, 2, 4, 8) that receive and count every frame
-  (aiortc's decoder replaced by a counter, so the subscribers stay cheap).
+  packed by aiortc without encoding; then, in a second phase on a fresh server, one publisher sending
+  pre-encoded 20 ms Opus packets (``--kinds``);
+- N subscribers (``RoomClient``s in one process; N = 0, 1, 2, 4, 8, 16) that receive and count every frame
+  of that kind (aiortc's decoder replaced by a counter, so the subscribers stay cheap).
 
 The server's CPU time (``/proc/<pid>/stat`` utime + stime, all threads) is read over a steady window at each
 N; the cost per subscribed track is the least-squares slope of CPU vs N. The baseline is the same load on a
 naive SFU written here: an aiortc peer connection decodes the publisher and each subscriber gets
 ``MediaRelay().subscribe(track)``, which aiortc re-encodes per subscriber (the aiortc ``server`` example's
-shape), measured the same way on its own process.
+shape), measured the same way on its own process, per kind.
 
 Join latency: from ``RoomClient(base_url, token)`` + ``join()`` to the first *decoded* picture of a participant
 that is already publishing (10 times), and from a publisher's ``RoomClient`` + ``join()`` + ``publish()`` to
 the first decoded picture at a subscriber that already waits in the meeting.
 
-Run: ``.venv/bin/python bench/forwarding.py`` (about 3 minutes; ``--help`` for options). Writes
+Run: ``.venv/bin/python bench/forwarding.py`` (about 7 minutes; ``--help`` for options). Writes
 ``bench/results/forwarding.json``.
 """
 
@@ -79,12 +80,21 @@ def loadavg() -> list[float]:
 class Worker:
     """A peer process (``bench_peers.worker_main``) driven by blocking calls."""
 
-    def __init__(self, ctx: Any, name: str, *, video: Path | None, counting: bool, use_uvloop: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        name: str,
+        *,
+        video: Path | None,
+        counting: bool,
+        use_uvloop: bool = False,
+        kind: str = "video",
+    ) -> None:
         self.name = name
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=bench_peers.worker_main, args=(child, use_uvloop), name=name, daemon=True)
         self.proc.start()
-        self.pid: int = self.call("setup", str(video) if video else None, counting)
+        self.pid: int = self.call("setup", str(video) if video else None, counting, kind)
 
     def call(self, method: str, *args: Any, timeout: float = 60.0) -> Any:
         self.conn.send((method, args))
@@ -186,6 +196,10 @@ NOTES = [
     "answer a PLI; LoopTrack jumps to the file's next keyframe on a PLI, as an encoder would send one.",
     "CPU-phase subscribers count encoded frames (aiortc's decoder replaced); join latency is to the first "
     "decoded picture (aiortc's VP8 decoder).",
+    "Both SFUs run on uvloop: roomtape serve through uvicorn's loop='auto', the naive SFU's worker explicitly.",
+    "Video and audio are separate phases, each with one publisher of that kind on a fresh server followed by the "
+    "naive SFU with the same load; an audio subscriber's full rate is 50 Opus packets/s (the 90 % rule applies "
+    "to that).",
 ]
 
 
@@ -235,18 +249,20 @@ def slope(points: list[tuple[int, float]]) -> float:
 
 
 def run_roomtape(
-    ctx: Any, video: Path, workdir: Path, levels: list[int], args: argparse.Namespace
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    ctx: Any, video: Path, workdir: Path, levels: list[int], args: argparse.Namespace, kind: str = "video"
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One publisher of ``kind`` on a fresh server, N subscribers; join latency measured in the video phase."""
+    workdir.mkdir()
     server = Server(workdir)
     workers: list[Worker] = []
     try:
         meeting = server.meeting()
         pub_token, *sub_tokens = server.tokens(meeting, 1 + max(levels), "sub")
         join_tokens = server.tokens(meeting, args.latency_runs, "joiner")
-        publisher = Worker(ctx, "rt-publisher", video=video, counting=True)
+        publisher = Worker(ctx, "rt-publisher", video=video, counting=True, kind=kind)
         workers.append(publisher)
         publisher.call("rt_publish", server.base_url, pub_token)
-        subscribers = Worker(ctx, "rt-subscribers", video=None, counting=True)
+        subscribers = Worker(ctx, "rt-subscribers", video=None, counting=True, kind=kind)
         workers.append(subscribers)
         runs: dict[int, dict[str, Any]] = {}
         joined = 0
@@ -255,9 +271,11 @@ def run_roomtape(
                 subscribers.call("rt_subscribe", server.base_url, sub_tokens[joined:n])
                 joined = n
             runs[n] = measure(server.proc.pid, subscribers if n else None, publisher, args.settle, args.window)
-            print(f"roomtape  N={n}: {runs[n]}", flush=True)
+            print(f"roomtape {kind} N={n}: {runs[n]}", flush=True)
         subscribers.stop()
         workers.remove(subscribers)
+        if kind != "video":
+            return {"runs": runs}, None
 
         # Join latency: a decoding client joins the meeting where the publisher already publishes.
         latency = Worker(ctx, "latency", video=video, counting=False)
@@ -289,15 +307,17 @@ def run_roomtape(
         server.stop()
 
 
-def run_baseline(ctx: Any, video: Path, levels: list[int], args: argparse.Namespace) -> dict[str, Any]:
+def run_baseline(
+    ctx: Any, video: Path, levels: list[int], args: argparse.Namespace, kind: str = "video"
+) -> dict[str, Any]:
     workers: list[Worker] = []
     try:
         sfu = Worker(ctx, "naive-sfu", video=None, counting=False, use_uvloop=True)
         workers.append(sfu)
-        publisher = Worker(ctx, "bl-publisher", video=video, counting=True)
+        publisher = Worker(ctx, "bl-publisher", video=video, counting=True, kind=kind)
         workers.append(publisher)
         publisher.call("bl_answer", [sfu.call("sfu_publisher", publisher.call("bl_publish_offer"))])
-        subscribers = Worker(ctx, "bl-subscribers", video=None, counting=True)
+        subscribers = Worker(ctx, "bl-subscribers", video=None, counting=True, kind=kind)
         workers.append(subscribers)
         runs: dict[int, dict[str, Any]] = {}
         joined = 0
@@ -308,21 +328,23 @@ def run_baseline(ctx: Any, video: Path, levels: list[int], args: argparse.Namesp
                 subscribers.call("wait_first_frames")
                 joined = n
             runs[n] = measure(sfu.pid, subscribers if n else None, publisher, args.settle, args.window)
-            print(f"baseline  N={n}: {runs[n]}", flush=True)
+            print(f"baseline {kind} N={n}: {runs[n]}", flush=True)
         return {"runs": runs}
     finally:
         for worker in reversed(workers):
             worker.stop()
 
 
-def per_track(result: dict[str, Any], full_rate_only: bool) -> dict[str, Any]:
-    """CPU per subscribed track (slope over N), using levels where subscribers got at least 90 % of 30 fps."""
+def frame_rate(kind: str) -> float:
+    """Frames (video) or packets (Opus) per second a subscriber of ``kind`` gets at full rate."""
+    return 1 / bench_peers.PTIME if kind == "audio" else bench_peers.FPS
+
+
+def per_track(result: dict[str, Any], full_rate_only: bool, kind: str = "video") -> dict[str, Any]:
+    """CPU per subscribed track (slope over N), using levels where subscribers got at least 90 % of the rate."""
     runs = result["runs"]
-    ok = [
-        n
-        for n, r in runs.items()
-        if n == 0 or not full_rate_only or (r["subscriber_fps_min"] or 0) >= 0.9 * bench_peers.FPS
-    ]
+    rate = frame_rate(kind)
+    ok = [n for n, r in runs.items() if n == 0 or not full_rate_only or (r["subscriber_fps_min"] or 0) >= 0.9 * rate]
     points = [(n, runs[n]["sfu_cores"]) for n in ok]
     cores = slope(points) if len(points) >= 2 else float("nan")
     top = max(ok)
@@ -332,23 +354,33 @@ def per_track(result: dict[str, Any], full_rate_only: bool) -> dict[str, Any]:
         "percent_of_a_core_per_subscribed_track": round(cores * 100, 2),
         "cores_at_n0": runs[0]["sfu_cores"] if 0 in runs else None,
         "forwarded_bytes_per_s_per_track": round(runs[top]["forwarded_bytes_per_s"] / top) if top else None,
-        "us_cpu_per_forwarded_frame": round(cores / bench_peers.FPS * 1e6, 1),
+        "us_cpu_per_forwarded_frame": round(cores / rate * 1e6, 1),
     }
 
 
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", default="0,1,2,4,8", help="subscriber counts for roomtape")
-    parser.add_argument("--baseline-levels", default="0,1,2,4,8", help="subscriber counts for the naive SFU")
+    parser.add_argument("--levels", default="0,1,2,4,8,16", help="subscriber counts for roomtape")
+    parser.add_argument(
+        "--baseline-levels",
+        default="0,1,2,4,8",
+        help="subscriber counts for the naive SFU's video (re-encoding 16 VP8 streams saturates 2 cores)",
+    )
+    parser.add_argument("--baseline-audio-levels", default="0,1,2,4,8,16", help="the naive SFU's audio levels")
+    parser.add_argument("--kinds", default="video,audio", help="phases to run, each on a fresh server")
     parser.add_argument("--window", type=float, default=10.0, help="seconds of CPU measured per level")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds waited after subscribers join")
     parser.add_argument("--latency-runs", type=int, default=10)
-    parser.add_argument("--time-limit", type=int, default=290, help="abort after this many seconds")
+    parser.add_argument("--time-limit", type=int, default=900, help="abort after this many seconds")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "forwarding.json")
     args = parser.parse_args()
     levels = sorted({int(x) for x in args.levels.split(",")})
-    baseline_levels = sorted({int(x) for x in args.baseline_levels.split(",")})
+    baseline_levels = {
+        "video": sorted({int(x) for x in args.baseline_levels.split(",")}),
+        "audio": sorted({int(x) for x in args.baseline_audio_levels.split(",")}),
+    }
+    kinds = [k for k in ("video", "audio") if k in args.kinds.split(",")]
 
     def too_long(signum: int, frame: Any) -> None:
         raise TimeoutError(f"benchmark exceeded --time-limit {args.time_limit} s")
@@ -362,16 +394,18 @@ def main() -> None:
         workdir = Path(tmp)
         video = workdir / "load.webm"
         video_facts = bench_peers.make_video_file(video)
-        (workdir / "server").mkdir()
-        roomtape, latency = run_roomtape(ctx, video, workdir / "server", levels, args)
-        baseline = run_baseline(ctx, video, baseline_levels, args)
+        roomtape: dict[str, dict[str, Any]] = {}
+        baseline: dict[str, dict[str, Any]] = {}
+        latency: dict[str, Any] | None = None
+        for kind in kinds:  # the roomtape phase and the naive SFU's of one kind back to back, in this run
+            roomtape[kind], kind_latency = run_roomtape(ctx, video, workdir / f"server-{kind}", levels, args, kind)
+            latency = latency or kind_latency
+            baseline[kind] = run_baseline(ctx, video, baseline_levels[kind], args, kind)
     signal.alarm(0)
 
-    rt = per_track(roomtape, full_rate_only=False)
-    bl = per_track(baseline, full_rate_only=True)
-    ratio = rt["cores_per_subscribed_track"] / bl["cores_per_subscribed_track"]
-    join = latency["join_to_first_decoded_frame_of_publishing_participant"]
-    publish = latency["publish_to_first_decoded_frame_at_waiting_subscriber"]
+    rt = {k: per_track(roomtape[k], full_rate_only=False, kind=k) for k in kinds}
+    bl = {k: per_track(baseline[k], full_rate_only=True, kind=k) for k in kinds}
+    ratio = {k: rt[k]["cores_per_subscribed_track"] / bl[k]["cores_per_subscribed_track"] for k in kinds}
     out = {
         "command": " ".join([os.path.relpath(sys.executable, ROOT), *sys.argv]),
         "machine": {
@@ -386,44 +420,57 @@ def main() -> None:
         "load": {
             "video": f"{bench_peers.WIDTH}x{bench_peers.HEIGHT} VP8 {bench_peers.FPS} fps, pre-encoded "
             f"({video_facts['frames']} frames looped, keyframe every {bench_peers.GOP}, "
-            f"{video_facts['bitrate_bps']} bit/s), no audio",
+            f"{video_facts['bitrate_bps']} bit/s)",
+            "audio": "20 ms Opus packets (48 kHz stereo 440 Hz tone, libopus defaults), pre-encoded, looped",
+            "phases": "one publisher of one kind per phase (its own server), video then audio",
             "window_s": args.window,
             "transport": "loopback UDP, DTLS-SRTP, one process per party",
         },
         "notes": NOTES,
-        "summary": {
-            "roomtape_percent_core_per_subscribed_video_track": rt["percent_of_a_core_per_subscribed_track"],
-            "baseline_percent_core_per_subscribed_video_track": bl["percent_of_a_core_per_subscribed_track"],
-            "roomtape_forwarded_bytes_per_s_per_track": rt["forwarded_bytes_per_s_per_track"],
-            "baseline_sent_bytes_per_s_per_track": bl["forwarded_bytes_per_s_per_track"],
-            "ratio_roomtape_over_baseline": round(ratio, 3),
-            "baseline_over_roomtape": round(1 / ratio, 1) if ratio > 0 else None,
+        "summary": {},
+        "roomtape": {k: {**rt[k], "runs": roomtape[k]["runs"]} for k in kinds},
+        "baseline_naive_aiortc_sfu": {k: {**bl[k], "runs": baseline[k]["runs"]} for k in kinds},
+        "join_latency": latency,
+        "duration_s": round(time.monotonic() - started, 1),
+    }
+    summary: dict[str, Any] = out["summary"]
+    for k in kinds:
+        summary |= {
+            f"roomtape_percent_core_per_subscribed_{k}_track": rt[k]["percent_of_a_core_per_subscribed_track"],
+            f"baseline_percent_core_per_subscribed_{k}_track": bl[k]["percent_of_a_core_per_subscribed_track"],
+            f"roomtape_{k}_forwarded_bytes_per_s_per_track": rt[k]["forwarded_bytes_per_s_per_track"],
+            f"baseline_{k}_sent_bytes_per_s_per_track": bl[k]["forwarded_bytes_per_s_per_track"],
+            f"{k}_ratio_roomtape_over_baseline": round(ratio[k], 3),
+        }
+    if latency is not None:
+        join = latency["join_to_first_decoded_frame_of_publishing_participant"]
+        publish = latency["publish_to_first_decoded_frame_at_waiting_subscriber"]
+        summary |= {
             "join_latency_median_s": join["median_s"],
             "join_latency_p90_s": join["p90_s"],
             "publish_to_waiting_subscriber_median_s": publish["median_s"],
             "publish_to_waiting_subscriber_p90_s": publish["p90_s"],
-        },
-        "roomtape": {**rt, "runs": roomtape["runs"]},
-        "baseline_naive_aiortc_sfu": {**bl, "runs": baseline["runs"]},
-        "join_latency": latency,
-        "duration_s": round(time.monotonic() - started, 1),
-    }
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 
     print()
-    print(f"{'':24}{'N':>4}{'SFU cores':>11}{'sub fps min':>13}{'forwarded B/s':>15}")
-    for name, result in (("roomtape", roomtape), ("naive aiortc SFU", baseline)):
-        for n, r in result["runs"].items():
-            fps = "-" if r["subscriber_fps_min"] is None else f"{r['subscriber_fps_min']:.1f}"
-            print(f"{name:24}{n:>4}{r['sfu_cores']:>11.3f}{fps:>13}{r['forwarded_bytes_per_s']:>15,}")
+    print(f"{'':30}{'N':>4}{'SFU cores':>11}{'sub fps min':>13}{'forwarded B/s':>15}")
+    for k in kinds:
+        for name, result in ((f"roomtape {k}", roomtape[k]), (f"naive aiortc SFU {k}", baseline[k])):
+            for n, r in result["runs"].items():
+                fps = "-" if r["subscriber_fps_min"] is None else f"{r['subscriber_fps_min']:.1f}"
+                print(f"{name:30}{n:>4}{r['sfu_cores']:>11.3f}{fps:>13}{r['forwarded_bytes_per_s']:>15,}")
     print()
-    print(f"CPU per subscribed video track: roomtape {rt['percent_of_a_core_per_subscribed_track']:.2f} % of a core, ")
-    print(f"  naive aiortc SFU {bl['percent_of_a_core_per_subscribed_track']:.2f} % (levels {bl['levels_used']})")
-    print(f"  ratio roomtape / baseline = {ratio:.3f}  (baseline costs {1 / ratio:.1f}x more per track)")
-    print(f"join -> first decoded frame: median {join['median_s']:.3f} s, p90 {join['p90_s']:.3f} s")
-    print(f"publish -> first decoded frame at a waiting subscriber: median {publish['median_s']:.3f} s, ")
-    print(f"  p90 {publish['p90_s']:.3f} s")
+    for k in kinds:
+        percent = rt[k]["percent_of_a_core_per_subscribed_track"]
+        print(f"CPU per subscribed {k} track: roomtape {percent:.2f} % of a core,")
+        print(f"  naive SFU {bl[k]['percent_of_a_core_per_subscribed_track']:.2f} % (levels {bl[k]['levels_used']})")
+        print(f"  ratio roomtape / baseline = {ratio[k]:.3f}")
+    if latency is not None:
+        print(f"join -> first decoded frame: median {summary['join_latency_median_s']:.3f} s")
+        waiting = summary["publish_to_waiting_subscriber_median_s"]
+        print(f"publish -> first decoded frame at a waiting subscriber: median {waiting:.3f} s")
     print(f"load average at start {load_at_start}, at end {loadavg()}; wrote {args.out}")
 
 

@@ -12,10 +12,12 @@ unprofiled run's loop CPU, per publisher.
 Variants (the baseline is today's path, measured in the same run):
 
 - ``baseline``: today's path on asyncio's default loop, as the benches and tests run: tapped frames delivered
-  on the event loop (``tap.LoopDelivery``), video receivers' REMB rate counter in slices (``tap.SliceRateCounter``).
+  on the event loop (``tap.LoopDelivery``), video receivers' REMB rate counter in slices (``tap.SliceRateCounter``),
+  REMBs sent at libwebrtc's pace (``tap.RembLimiter``).
+- ``remb-every-update``: today's path but a REMB sent for every estimate aiortc makes (``tap.REMB_LIMIT`` off).
 - ``before``: the path the first runs of this bench measured as their baseline: every tapped frame hops to
   aiortc's decoder thread and back (``tap.LOOP_DELIVERY`` off), aiortc's own ``RateCounter``
-  (``tap.FAST_RATE_COUNTER`` off).
+  (``tap.FAST_RATE_COUNTER`` off), a REMB per estimate (``tap.REMB_LIMIT`` off).
 - ``thread-hop``: today's path with only the decoder-thread hop put back (what ``LoopDelivery`` alone saves).
 - ``uvloop``: today's path on uvloop (``roomtape serve`` runs on it: uvicorn's ``loop="auto"`` picks uvloop,
   which ``uvicorn[standard]`` installs).
@@ -47,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import track_recording as tr
 from bench_peers import VIDEO_TIME_BASE
 
-VARIANTS = ("baseline", "before", "thread-hop", "uvloop", "uvloop-before", "batch")
+VARIANTS = ("baseline", "remb-every-update", "before", "thread-hop", "uvloop", "uvloop-before", "batch")
 BATCH = 64  # datagrams read per readiness event at most
 
 
@@ -162,6 +164,7 @@ def apply_variant(variant: str) -> None:
     # The "before" variants put back what landed since the first runs: the decoder-thread hop, aiortc's counter.
     tap.FAST_RATE_COUNTER = variant not in ("before", "uvloop-before")
     tap.LOOP_DELIVERY = variant not in ("before", "thread-hop", "uvloop-before")
+    tap.REMB_LIMIT = variant not in ("before", "uvloop-before", "remb-every-update")
     if variant.startswith("uvloop"):
         import uvloop
 
@@ -190,9 +193,18 @@ class _Conn:
 def receiver_main(conn: Connection, variant: str, profiled: bool, seconds: float, workdir: str) -> None:
     """A track_recording receiver recording every track, with the variant applied and packets counted."""
     import aiortc.rtcdtlstransport as dtls
+    import aiortc.rtcrtpreceiver as rtprx
 
     apply_variant(variant)
     packets = [0]
+    rtcp_sent = [0]  # RTCP packets the receivers sent (reports, REMB, NACK, PLI)
+    original_send_rtcp = rtprx.RTCRtpReceiver._send_rtcp
+
+    async def counted_rtcp(self: Any, packet: Any) -> None:
+        rtcp_sent[0] += 1
+        await original_send_rtcp(self, packet)
+
+    rtprx.RTCRtpReceiver._send_rtcp = counted_rtcp  # type: ignore[method-assign]
     # Counted at the DTLS transport's RTP router, after SRTP: the receiver's own method is checked by the tap.
     original = dtls.RTCDtlsTransport._handle_rtp_data
 
@@ -202,12 +214,13 @@ def receiver_main(conn: Connection, variant: str, profiled: bool, seconds: float
 
     dtls.RTCDtlsTransport._handle_rtp_data = counted  # type: ignore[method-assign]
     extra: dict[str, Any] = {"variant": variant, "loop": ""}
-    marks: list[int] = []
+    marks: list[tuple[int, int]] = []
     original_thread_cpu = tr.thread_cpu
 
     def marked_thread_cpu() -> dict[str, float]:  # called exactly at the window's start and end
-        marks.append(packets[0])
-        extra["rtp_packets_in_window"] = marks[-1] - marks[0]
+        marks.append((packets[0], rtcp_sent[0]))
+        extra["rtp_packets_in_window"] = marks[-1][0] - marks[0][0]
+        extra["receiver_rtcp_sent_in_window"] = marks[-1][1] - marks[0][1]
         extra["loop"] = type(asyncio.get_running_loop()).__module__
         return original_thread_cpu()
 
@@ -293,6 +306,9 @@ def summarize(measured: dict[str, Any], profiled: dict[str, Any], n: int, nomina
         "frames_written_in_window": measured.get("frames_written_in_window"),
         "share_of_nominal_frames_written": round((measured.get("frames_written_in_window") or 0) / expected_frames, 3),
         "frames_written_per_rtp_packet": round((measured.get("frames_written_in_window") or 0) / max(1, packets), 3),
+        "receiver_rtcp_sent_per_rtp_packet": round(
+            (measured.get("receiver_rtcp_sent_in_window") or 0) / max(1, packets), 3
+        ),
         "dropped_frames": measured.get("dropped_frames"),
         "event_loop_cores_per_publisher_by_stage": {k: round(v * loop_cpu / wall / n, 6) for k, v in share.items()},
         "event_loop_us_per_packet_by_stage": {

@@ -52,7 +52,7 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_peers import LoopTrack, _route_plis_to_loop_tracks
+from bench_peers import LoopTrack, _route_plis_to_loop_tracks, make_opus_packets
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 LOOP_FRAMES = 150  # 5 s of video, looped; frame 0 is a keyframe, so the loop restarts decodable
@@ -86,19 +86,8 @@ def encode_video() -> list[tuple[bytes, bool]]:
 
 
 def encode_audio(count: int = 250) -> list[bytes]:
-    ctx = av.CodecContext.create("libopus", "w")
-    ctx.sample_rate, ctx.layout, ctx.format = 48000, "stereo", "s16"
-    ctx.time_base = fractions.Fraction(1, 48000)
-    ctx.options = {"frame_duration": "20"}
-    t = np.arange(960 * (count + 4)) / 48000
-    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
-    out: list[bytes] = []
-    for i in range(count + 4):
-        chunk = tone[i * 960 : (i + 1) * 960]
-        frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]).T.reshape(1, -1), format="s16", layout="stereo")
-        frame.sample_rate, frame.pts = 48000, i * 960
-        out += [bytes(p) for p in ctx.encode(frame)]
-    return out[:count]
+    """20 ms Opus packets of a 440 Hz tone, encoded once (``bench_peers.make_opus_packets``)."""
+    return make_opus_packets(count)
 
 
 # ---------------------------------------------------------------------------------------------- sender

@@ -30,7 +30,8 @@ How the seam is used, and why:
   aiortc's audio buffer turns a little loss into a lot.
 * Video receivers keep aiortc's receive-side bitrate estimator (REMB feedback to the publisher), but its
   incoming-rate counter is swapped for :class:`SliceRateCounter`, which gives the same answers without a
-  Python loop iteration per elapsed millisecond.
+  Python loop iteration per elapsed millisecond, and its estimates go out through :class:`RembLimiter`, at
+  libwebrtc's pace instead of one REMB per packet while the estimator sees over-use.
 
 What comes out of ``track.recv()`` on a tapped receiver is an :class:`~roomtape.media.frame.EncodedFrame`:
 
@@ -87,6 +88,7 @@ __all__ = [
     "AiortcInternalsError",
     "LoopDelivery",
     "PassthroughDecoder",
+    "RembLimiter",
     "SenderReport",
     "SliceRateCounter",
     "TappedReceiver",
@@ -122,6 +124,15 @@ _RX_DECODER_QUEUE: Final = "_RTCRtpReceiver__decoder_queue"
 
 FAST_RATE_COUNTER: bool = True
 """Give tapped video receivers :class:`SliceRateCounter` (``bench/receive_path.py`` turns it off for its "before")."""
+
+REMB_LIMIT: bool = True
+"""Send tapped video receivers' REMBs through :class:`RembLimiter` (``bench/receive_path.py`` measures without)."""
+
+REMB_INTERVAL_MS: Final = 200
+"""Least milliseconds between two REMBs of one receiver, unless the estimate drops (libwebrtc's send interval)."""
+
+REMB_DROP: Final = 0.97
+"""An estimate below this share of the last one sent goes out at once (libwebrtc's send threshold, 97 %)."""
 
 LOOP_DELIVERY: bool = True
 """Deliver tapped frames on the event loop (:class:`LoopDelivery`); False keeps aiortc's decoder-thread hop, the
@@ -221,6 +232,12 @@ def check_internals() -> None:
         {"incoming_bitrate", "RateCounter"} <= estimator_init,
         "RemoteBitrateEstimator no longer counts incoming_bitrate with a RateCounter",
     )
+    need(
+        _params(getattr(getattr(_rate_module, "RemoteBitrateEstimator", None), "add", None))
+        == ["self", "arrival_time_ms", "abs_send_time", "payload_size", "ssrc"],
+        "RemoteBitrateEstimator.add(arrival_time_ms, abs_send_time, payload_size, ssrc) changed",
+    )
+    need(_RX_REMB in handle_rtp, "_handle_rtp_packet no longer feeds __remote_bitrate_estimator")
     counter_cls = getattr(_rate_module, "RateCounter", None)
     need(
         counter_cls is not None
@@ -664,6 +681,51 @@ class SliceRateCounter:
         self._origin_ms = origin_ms + steps
 
 
+Remb = tuple[int, list[int]]
+"""An estimate of aiortc's ``RemoteBitrateEstimator``: bits per second and the SSRCs it covers."""
+
+
+class RembLimiter:
+    """Lets a receiver's REMB estimates out at libwebrtc's pace: one per 200 ms at most, a drop of 3 % at once.
+
+    aiortc's ``RemoteBitrateEstimator.add`` returns an estimate every 500 ms, and on *every* packet while its
+    over-use detector fires; the receiver sends each as a REMB (SRTCP protect, ``sendto``) from inside its
+    packet handler. A receiver that is late reading its socket sees packets bunch up, which the detector reads
+    as over-use: then every video packet cost an RTCP packet out (``sendto`` was the largest item of the loop's
+    profile in ``bench/receive_path.py``). libwebrtc's receiver sends a REMB at most every 200 ms unless the
+    estimate fell below 97 % of the last one sent, and so does this: an estimate in between is not sent (the
+    estimator still counts every packet; its next estimate goes out).
+
+    Args:
+        add: The estimator's own ``add``.
+    """
+
+    def __init__(self, add: Callable[..., Remb | None]) -> None:
+        self._add = add
+        self._sent_ms: int | None = None
+        self._sent_bitrate = 0
+        self.held = 0
+        """Estimates not sent."""
+
+    def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int) -> Remb | None:
+        """``RemoteBitrateEstimator.add``: feed the estimator; answer its estimate only when it is to be sent."""
+        remb = self._add(
+            arrival_time_ms=arrival_time_ms, abs_send_time=abs_send_time, payload_size=payload_size, ssrc=ssrc
+        )
+        if remb is None:
+            return None
+        bitrate = remb[0]
+        if (
+            self._sent_ms is None
+            or arrival_time_ms - self._sent_ms >= REMB_INTERVAL_MS
+            or bitrate < self._sent_bitrate * REMB_DROP
+        ):
+            self._sent_ms, self._sent_bitrate = arrival_time_ms, bitrate
+            return remb
+        self.held += 1
+        return None
+
+
 def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL) -> TappedReceiver:
     """Make a receiver's track yield :class:`EncodedFrame` objects instead of decoded frames.
 
@@ -697,6 +759,9 @@ def tap_receiver(receiver: RTCRtpReceiver, *, keyframe_interval: float = DEFAULT
     if estimator is not None and FAST_RATE_COUNTER:
         counter = estimator.incoming_bitrate
         estimator.incoming_bitrate = SliceRateCounter(counter._window_size, counter._scale)
+    if estimator is not None and REMB_LIMIT:
+        # An instance attribute shadows the method: the receiver calls __remote_bitrate_estimator.add(...).
+        estimator.add = RembLimiter(estimator.add).add
     with _tapped_lock:
         _tapped_queues[track._queue] = tapped
     if LOOP_DELIVERY:

@@ -334,3 +334,35 @@ def test_slice_rate_counter_answers_as_aiortcs_rate_counter() -> None:
         ours.add(size, now)
     assert answers_ours == answers_theirs
     assert any(a is not None for a in answers_ours) and any(a is None for a in answers_ours)
+
+
+def test_remb_limiter_sends_at_libwebrtcs_pace() -> None:
+    estimates: list[tap.Remb | None] = []
+
+    def add(arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int) -> tap.Remb | None:
+        return estimates.pop(0)
+
+    limiter = tap.RembLimiter(add)
+
+    def feed(at_ms: int, bitrate: int | None) -> tap.Remb | None:
+        estimates.append(None if bitrate is None else (bitrate, [SSRC]))
+        return limiter.add(arrival_time_ms=at_ms, abs_send_time=0, payload_size=1200, ssrc=SSRC)
+
+    assert feed(0, None) is None  # no estimate yet
+    assert feed(10, 1_000_000) == (1_000_000, [SSRC])  # the first goes out
+    # Over-use: an estimate per packet; within 200 ms only a drop below 97 % of the last one sent goes out.
+    assert feed(20, 990_000) is None
+    assert feed(30, 1_100_000) is None
+    assert feed(40, 960_000) == (960_000, [SSRC])
+    assert feed(200, 950_000) is None
+    assert feed(240, 1_200_000) == (1_200_000, [SSRC])  # 200 ms after the last one sent
+    assert limiter.held == 3
+
+
+async def test_tapped_video_receiver_limits_its_rembs(transport: RTCDtlsTransport) -> None:
+    receiver = new_receiver(transport)
+    tap.tap_receiver(receiver)
+    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+    assert isinstance(estimator.incoming_bitrate, tap.SliceRateCounter)
+    assert getattr(estimator.add, "__self__", None).__class__ is tap.RembLimiter
+    await receiver.stop()
