@@ -418,7 +418,7 @@ class Composer:
             a1 = round(Fraction((step + 1) * MIX_RATE) / fps)
             feed.wait_for(a1)  # a live feed: until the recording has gone that far (and the files with it)
             if feed.refresh():
-                participants = feed.participants()
+                participants = _keep_order(feed.participants(), order)
                 self._sync_sources(participants, audio_sources, video_sources, per_source, layout)
                 presence, screen_presence = place(participants)
                 order = [p.participant_id for p in participants]
@@ -541,3 +541,14 @@ def compose_live(
         What was written.
     """
     return Composer(Path(), (), options, progress=progress, cancel=cancel, feed=feed, sink=sink).run(out_path)
+
+
+def _keep_order(found: list[Participant], order: list[str]) -> list[Participant]:
+    """``found`` with the participants already laid out in their order, newcomers after them (by first media).
+
+    A live render re-reads the manifests as it goes; a segment's start can still move a few ms when it is
+    closed, so two participants who started together could swap places in ``discover``'s order, and their tiles
+    with it, for the last seconds rendered after the stop (seen in the live sync test).
+    """
+    rank = {pid: i for i, pid in enumerate(order)}
+    return sorted(found, key=lambda p: (rank.get(p.participant_id, len(rank)), p.first_ms, p.participant_id))

@@ -10,7 +10,7 @@ from roomtape.recording.compose.audio import Limiter, SpeakerDetector, level_db
 from roomtape.recording.compose.layout import Rect, arrange
 from roomtape.recording.compose.options import ComposeOptions
 from roomtape.recording.compose.timeline import Participant, Segment, Timeline
-from roomtape.recording.composer import Composer
+from roomtape.recording.composer import Composer, _keep_order
 
 T = 1_700_000_000_000
 
@@ -138,3 +138,14 @@ def test_final_spans_that_end_before_the_live_timeline_keep_what_was_rendered() 
     assert _keep_rendered([(1000, 9990)], [(1000, 9923)]) == [(1000, 9990)]
     assert _keep_rendered([(1000, 5000), (6000, 9990)], [(1000, 9923)]) == [(1000, 5000), (6000, 9990)]
     assert _keep_rendered([(1000, 9000)], []) == [(1000, 9000)]
+
+
+def test_a_live_render_keeps_its_tile_order_when_a_refresh_reorders_participants() -> None:
+    def person(pid: str, first_ms: int) -> Participant:
+        return Participant(pid, {"audio": [Segment(Path(f"{pid}.webm"), "audio", first_ms, first_ms + 10_000)]})
+
+    # discover() orders by (first media, id): a start that moved to a tie puts "b" first, but "z" was laid out
+    # first and stays there; a newcomer goes after everyone already on screen.
+    found = [person("b", 1_000), person("new", 500), person("z", 1_000)]
+    assert [p.participant_id for p in _keep_order(found, ["z", "b"])] == ["z", "b", "new"]
+    assert [p.participant_id for p in _keep_order(found, [])] == ["new", "b", "z"]
