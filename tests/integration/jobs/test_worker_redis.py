@@ -238,7 +238,15 @@ async def test_idle_worker_claims_an_unacknowledged_message_but_not_a_heartbeate
 
     def broker() -> ClaimingStreamBroker:
         b = ClaimingStreamBroker(
-            REDIS_URL, queue, 600, consumer_group_name="g", consumer_id="0", xread_block=100, xread_count=1
+            # 1.2 s before a pending message counts as dead: a heartbeat every 0.4 s leaves room for a loaded
+            # machine (at 0.6 s one CI run saw the live job claimed).
+            REDIS_URL,
+            queue,
+            1200,
+            consumer_group_name="g",
+            consumer_id="0",
+            xread_block=100,
+            xread_count=1,
         )
         b.is_worker_process = True
         return b
@@ -264,7 +272,7 @@ async def test_idle_worker_claims_an_unacknowledged_message_but_not_a_heartbeate
                 await message.ack()  # type: ignore[misc]
 
         collector = asyncio.create_task(collect())
-        await asyncio.sleep(4.0)  # more than six claim periods
+        await asyncio.sleep(4.0)  # more than three claim periods
         collector.cancel()
         await asyncio.gather(collector, return_exceptions=True)
         assert got == [b"dead-job"]
